@@ -1,0 +1,2 @@
+// Placeholder: compiles assembly/*.ts with AssemblyScript into dist/wasm/.
+console.log('build-wasm: no wasm modules yet');

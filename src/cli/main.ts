@@ -1,0 +1,41 @@
+import { Command, CommanderError } from 'commander';
+import { isUserError } from '../util/errors.js';
+import { registerDoctor } from './doctor.js';
+import { registerBench } from './bench.js';
+import { registerTokenizer } from './tokenizer.js';
+import { registerPrepare } from './prepare.js';
+import { registerBaselines } from './baselines.js';
+import { registerTrain } from './train.js';
+import { registerSample } from './sample.js';
+import { registerEval } from './eval.js';
+
+// The CLI parses and prints; every command's work lives in the layers below.
+const program = new Command();
+program
+  .name('pocketlm')
+  .description('Train small language models from scratch on a CPU')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerTrain(program);
+registerSample(program);
+registerEval(program);
+registerPrepare(program);
+registerBaselines(program);
+registerTokenizer(program);
+registerBench(program);
+registerDoctor(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // commander has already printed its message (or help); keep its exit code.
+    process.exit(e.exitCode);
+  }
+  if (isUserError(e)) {
+    console.error(`pocketlm: ${e.message}`);
+    process.exit(1);
+  }
+  throw e;
+}
