@@ -1,5 +1,54 @@
 import type { Kernels } from '../types.js';
-// Placeholder: the js oracle lands here.
+import { gemm, gemmStridedBatched } from './gemm.js';
+import { embeddingBackward, embeddingForward } from './embedding.js';
+import { rmsnormBackward, rmsnormForward } from './norm.js';
+import { ropeBackward, ropeForward } from './rope.js';
+import { softmaxCausalBackward, softmaxCausalForward } from './attention.js';
+import { swigluBackward, swigluForward } from './swiglu.js';
+import { add, axpy, scale, sumSquares } from './elementwise.js';
+import { crossEntropyForward, crossEntropyForwardBackward } from './loss.js';
+import { adamwUpdate, lionUpdate, scheduleFreeAdamwUpdate } from './optim.js';
+
+export * from './gemm.js';
+export * from './embedding.js';
+export * from './norm.js';
+export * from './rope.js';
+export * from './attention.js';
+export * from './swiglu.js';
+export * from './elementwise.js';
+export * from './loss.js';
+export * from './optim.js';
+
+/**
+ * The plain TypeScript oracle: every kernel written the obvious way, accumulating in JS
+ * numbers (float64). Works on Float32Array and Float64Array alike; the float64 path is
+ * what gradient checks and the other backends' tests compare against.
+ */
 export function createJsKernels(): Kernels {
-  throw new Error('js kernels not built yet');
+  return {
+    name: 'js',
+    threads: 1,
+    gemm,
+    gemmStridedBatched,
+    embeddingForward,
+    embeddingBackward,
+    rmsnormForward,
+    rmsnormBackward,
+    ropeForward,
+    ropeBackward,
+    softmaxCausalForward,
+    softmaxCausalBackward,
+    swigluForward,
+    swigluBackward,
+    add,
+    axpy,
+    scale,
+    sumSquares,
+    crossEntropyForward,
+    crossEntropyForwardBackward,
+    adamwUpdate,
+    lionUpdate,
+    scheduleFreeAdamwUpdate,
+    dispose: () => {},
+  };
 }
