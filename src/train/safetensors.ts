@@ -1,0 +1,170 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import { UserError } from '../util/errors.js';
+import { writeFileAtomicSync } from '../util/atomic.js';
+
+/**
+ * The safetensors format (Hugging Face), our own reader and writer:
+ *   8 bytes   little-endian u64 N, the header length
+ *   N bytes   UTF-8 JSON: { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__": { str: str } },
+ *             padded with spaces so the data starts on an 8-byte boundary
+ *   rest      the tensors' raw little-endian bytes; offsets are relative to the start of this part,
+ *             and the tensors cover it exactly (no holes, no overlaps).
+ * The reader checks all of that, so a truncated or tampered file is refused with one line.
+ */
+
+export type StDtype = 'F32' | 'F64' | 'I32' | 'U8';
+export type StData = Float32Array | Float64Array | Int32Array | Uint8Array;
+
+export interface StTensor {
+  dtype: StDtype;
+  shape: number[];
+  data: StData;
+}
+
+export interface StFile {
+  tensors: Map<string, StTensor>;
+  metadata: Record<string, string>;
+}
+
+const DTYPE_BYTES: Record<StDtype, number> = { F32: 4, F64: 8, I32: 4, U8: 1 };
+/** A header larger than this is not one we wrote: refuse before parsing it. */
+const MAX_HEADER_BYTES = 100 << 20;
+
+function assertLittleEndian(): void {
+  // Typed arrays use the platform's byte order; every platform Node runs on today is little-endian.
+  if (os.endianness() !== 'LE') throw new Error('safetensors: big-endian platforms are not supported');
+}
+
+export function dtypeOf(data: StData): StDtype {
+  if (data instanceof Float32Array) return 'F32';
+  if (data instanceof Float64Array) return 'F64';
+  if (data instanceof Int32Array) return 'I32';
+  return 'U8';
+}
+
+function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Serialises named tensors (in the given order) into one safetensors byte array. */
+export function encodeSafetensors(
+  tensors: ReadonlyArray<{ name: string; shape: readonly number[]; data: StData }>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
+  assertLittleEndian();
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of tensors) {
+    if (t.name === '__metadata__' || t.name in header) throw new Error(`safetensors: duplicate or reserved tensor name "${t.name}"`);
+    if (numel(t.shape) !== t.data.length) throw new Error(`safetensors: tensor "${t.name}" has ${t.data.length} elements but shape [${t.shape.join(', ')}]`);
+    const end = offset + t.data.byteLength;
+    header[t.name] = { dtype: dtypeOf(t.data), shape: [...t.shape], data_offsets: [offset, end] };
+    offset = end;
+  }
+  let json = JSON.stringify(header);
+  const jsonBytes = Buffer.byteLength(json, 'utf8');
+  json += ' '.repeat((8 - ((8 + jsonBytes) % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  let pos = 8 + headerBytes.length;
+  for (const t of tensors) {
+    // Copy through a byte view: this also works for views into a SharedArrayBuffer (the wasm arena).
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
+    pos += t.data.byteLength;
+  }
+  return out;
+}
+
+function isNonNegInt(x: unknown): x is number {
+  return typeof x === 'number' && Number.isInteger(x) && x >= 0;
+}
+
+/** Parses and fully validates a safetensors byte array; `source` names it in error messages. */
+export function decodeSafetensors(bytes: Uint8Array, source: string): StFile {
+  assertLittleEndian();
+  const bad = (why: string): UserError => new UserError(`${source} is not a valid safetensors file: ${why}`);
+  if (bytes.byteLength < 8) throw bad(`only ${bytes.byteLength} bytes (truncated?)`);
+  const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (n > BigInt(MAX_HEADER_BYTES)) throw bad(`header length ${n} is implausible`);
+  const headerLen = Number(n);
+  if (8 + headerLen > bytes.byteLength) throw bad(`header says ${headerLen} bytes but the file has ${bytes.byteLength - 8} after the length (truncated?)`);
+  let header: unknown;
+  try {
+    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLen).toString('utf8'));
+  } catch {
+    throw bad('the header is not valid JSON');
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad('the header is not a JSON object');
+  const dataStart = 8 + headerLen;
+  const dataLen = bytes.byteLength - dataStart;
+  const metadata: Record<string, string> = {};
+  const entries: { name: string; dtype: StDtype; shape: number[]; begin: number; end: number }[] = [];
+  for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('__metadata__ is not an object');
+      for (const [k, s] of Object.entries(v)) {
+        if (typeof s !== 'string') throw bad(`metadata "${k}" is not a string`);
+        metadata[k] = s;
+      }
+      continue;
+    }
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e !== 'object' || e === null) throw bad(`entry "${name}" is not an object`);
+    if (typeof e.dtype !== 'string' || !(e.dtype in DTYPE_BYTES)) throw bad(`tensor "${name}" has unsupported dtype ${JSON.stringify(e.dtype)}`);
+    if (!Array.isArray(e.shape) || !e.shape.every(isNonNegInt)) throw bad(`tensor "${name}" has a bad shape`);
+    const offs = e.data_offsets;
+    if (!Array.isArray(offs) || offs.length !== 2 || !isNonNegInt(offs[0]) || !isNonNegInt(offs[1]) || offs[1] < offs[0]) {
+      throw bad(`tensor "${name}" has bad data_offsets`);
+    }
+    const dtype = e.dtype as StDtype;
+    const shape = e.shape as number[];
+    const [begin, end] = offs as [number, number];
+    if (end - begin !== numel(shape) * DTYPE_BYTES[dtype]) {
+      throw bad(`tensor "${name}" spans ${end - begin} bytes but ${dtype}[${shape.join(', ')}] needs ${numel(shape) * DTYPE_BYTES[dtype]}`);
+    }
+    if (end > dataLen) throw bad(`tensor "${name}" ends at byte ${end} but only ${dataLen} data bytes follow the header (truncated?)`);
+    entries.push({ name, dtype, shape, begin, end });
+  }
+  // The spec forbids holes and overlaps: sorted by offset, the tensors must tile the data exactly.
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin);
+  let cursor = 0;
+  for (const e of sorted) {
+    if (e.begin !== cursor) throw bad(`tensor "${e.name}" starts at byte ${e.begin}, expected ${cursor} (hole or overlap)`);
+    cursor = e.end;
+  }
+  if (cursor !== dataLen) throw bad(`${dataLen - cursor} trailing bytes after the last tensor`);
+
+  const tensors = new Map<string, StTensor>();
+  for (const e of entries) {
+    // slice() copies into a fresh, aligned buffer, whatever the tensor's offset in the file.
+    const raw = bytes.buffer.slice(bytes.byteOffset + dataStart + e.begin, bytes.byteOffset + dataStart + e.end) as ArrayBuffer;
+    const data: StData =
+      e.dtype === 'F32' ? new Float32Array(raw) : e.dtype === 'F64' ? new Float64Array(raw) : e.dtype === 'I32' ? new Int32Array(raw) : new Uint8Array(raw);
+    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
+  }
+  return { tensors, metadata };
+}
+
+/** Writes a safetensors file atomically (temp file, fsync, rename). */
+export function writeSafetensors(
+  path: string,
+  tensors: ReadonlyArray<{ name: string; shape: readonly number[]; data: StData }>,
+  metadata: Record<string, string> = {},
+): void {
+  writeFileAtomicSync(path, encodeSafetensors(tensors, metadata));
+}
+
+export function readSafetensors(path: string): StFile {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${path} does not exist`);
+    throw e;
+  }
+  return decodeSafetensors(bytes, path);
+}
