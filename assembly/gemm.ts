@@ -1,0 +1,254 @@
+// Single-threaded sgemm over one block of C: C = alpha * op(A) * op(B) + beta * C.
+// GotoBLAS structure: B is packed into kc x 8 column panels, A into kc x 4 row panels
+// (zero-padded at the edges), and a 4 x 8 register tile of FMAs runs over them. Threads
+// split C into blocks on the JavaScript side and call this with shifted pointers.
+import { madd } from './simd';
+
+export const MR: i32 = 4;
+export const NR: i32 = 8;
+export const KC: i32 = 256;
+export const MC: i32 = 128;
+export const NC: i32 = 2048;
+/** Bytes of scratch one gemm call needs: packed B block, packed A block, one edge tile. */
+export const GEMM_SCRATCH_BYTES: i32 = (KC * NC + MC * KC + MR * NR) * 4;
+
+/** Packs op(B)[pc:pc+kc, jc:jc+nc] into panels of NR columns: panel q holds [p][j] at (q*kc + p)*NR + j. */
+function packB(transB: i32, B: usize, ldb: i32, pc: i32, jc: i32, kc: i32, nc: i32, dst: usize): void {
+  for (let j0 = 0; j0 < nc; j0 += NR) {
+    const w = min(NR, nc - j0);
+    const panel = dst + (<usize>(j0 * kc) << 2);
+    if (!transB) {
+      // stored K x N: a row of the panel is contiguous
+      const src = B + ((<usize>pc * <usize>ldb + <usize>(jc + j0)) << 2);
+      if (w == NR) {
+        for (let p = 0; p < kc; p++) {
+          const s = src + (<usize>(p * ldb) << 2);
+          const d = panel + (<usize>(p * NR) << 2);
+          v128.store(d, v128.load(s));
+          v128.store(d, v128.load(s, 16), 16);
+        }
+      } else {
+        for (let p = 0; p < kc; p++) {
+          const s = src + (<usize>(p * ldb) << 2);
+          const d = panel + (<usize>(p * NR) << 2);
+          for (let j = 0; j < NR; j++) store<f32>(d + (<usize>j << 2), j < w ? load<f32>(s + (<usize>j << 2)) : 0);
+        }
+      }
+    } else {
+      // stored N x K: column j of op(B) is row j of B, contiguous in p
+      for (let j = 0; j < NR; j++) {
+        const d = panel + (<usize>j << 2);
+        if (j < w) {
+          const s = B + ((<usize>(jc + j0 + j) * <usize>ldb + <usize>pc) << 2);
+          for (let p = 0; p < kc; p++) store<f32>(d + (<usize>(p * NR) << 2), load<f32>(s + (<usize>p << 2)));
+        } else {
+          for (let p = 0; p < kc; p++) store<f32>(d + (<usize>(p * NR) << 2), 0);
+        }
+      }
+    }
+  }
+}
+
+/** Packs op(A)[ic:ic+mc, pc:pc+kc] into panels of MR rows: panel q holds [p][i] at (q*kc + p)*MR + i. */
+function packA(transA: i32, A: usize, lda: i32, ic: i32, pc: i32, mc: i32, kc: i32, dst: usize): void {
+  for (let i0 = 0; i0 < mc; i0 += MR) {
+    const h = min(MR, mc - i0);
+    const panel = dst + (<usize>(i0 * kc) << 2);
+    if (transA) {
+      // stored K x M: the MR values for one p are contiguous
+      const src = A + ((<usize>pc * <usize>lda + <usize>(ic + i0)) << 2);
+      if (h == MR) {
+        for (let p = 0; p < kc; p++) {
+          v128.store(panel + (<usize>(p * MR) << 2), v128.load(src + (<usize>(p * lda) << 2)));
+        }
+      } else {
+        for (let p = 0; p < kc; p++) {
+          const s = src + (<usize>(p * lda) << 2);
+          const d = panel + (<usize>(p * MR) << 2);
+          for (let i = 0; i < MR; i++) store<f32>(d + (<usize>i << 2), i < h ? load<f32>(s + (<usize>i << 2)) : 0);
+        }
+      }
+    } else {
+      // stored M x K: gather MR rows; 4 x 4 blocks are transposed with shuffles
+      const src = A + ((<usize>(ic + i0) * <usize>lda + <usize>pc) << 2);
+      if (h == MR) {
+        const rs = <usize>lda << 2;
+        let p = 0;
+        for (; p + 4 <= kc; p += 4) {
+          const s = src + (<usize>p << 2);
+          const r0 = v128.load(s);
+          const r1 = v128.load(s + rs);
+          const r2 = v128.load(s + 2 * rs);
+          const r3 = v128.load(s + 3 * rs);
+          const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5);
+          const t1 = i32x4.shuffle(r2, r3, 0, 4, 1, 5);
+          const t2 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+          const t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+          const d = panel + (<usize>(p * MR) << 2);
+          v128.store(d, i64x2.shuffle(t0, t1, 0, 2));
+          v128.store(d, i64x2.shuffle(t0, t1, 1, 3), 16);
+          v128.store(d, i64x2.shuffle(t2, t3, 0, 2), 32);
+          v128.store(d, i64x2.shuffle(t2, t3, 1, 3), 48);
+        }
+        for (; p < kc; p++) {
+          const d = panel + (<usize>(p * MR) << 2);
+          for (let i = 0; i < MR; i++) store<f32>(d + (<usize>i << 2), load<f32>(src + (<usize>(i * lda + p) << 2)));
+        }
+      } else {
+        for (let p = 0; p < kc; p++) {
+          const d = panel + (<usize>(p * MR) << 2);
+          for (let i = 0; i < MR; i++) store<f32>(d + (<usize>i << 2), i < h ? load<f32>(src + (<usize>(i * lda + p) << 2)) : 0);
+        }
+      }
+    }
+  }
+}
+
+// @ts-ignore: decorator
+@inline function storeRow(c: usize, acc0: v128, acc1: v128, alpha: v128, beta: f32): void {
+  let o0 = f32x4.mul(acc0, alpha);
+  let o1 = f32x4.mul(acc1, alpha);
+  if (beta != 0) {
+    const b = f32x4.splat(beta);
+    o0 = madd(v128.load(c), b, o0);
+    o1 = madd(v128.load(c, 16), b, o1);
+  }
+  v128.store(c, o0);
+  v128.store(c, o1, 16);
+}
+
+/**
+ * The 4 x 8 micro-kernel: acc = pa^T pb over kc, then C[0:h, 0:w] = alpha*acc + beta*C
+ * (beta == 0: C not read). Full tiles go straight to C; edge tiles through `tile`.
+ */
+function micro(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, h: i32, w: i32, alpha: f32, beta: f32, tile: usize): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  let p = 0;
+  for (; p + 2 <= kc; p += 2) {
+    let b0 = v128.load(pb);
+    let b1 = v128.load(pb, 16);
+    let a = v128.load32_splat(pa);
+    c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
+    a = v128.load32_splat(pa, 4);
+    c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
+    a = v128.load32_splat(pa, 8);
+    c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
+    a = v128.load32_splat(pa, 12);
+    c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
+    b0 = v128.load(pb, 32);
+    b1 = v128.load(pb, 48);
+    a = v128.load32_splat(pa, 16);
+    c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
+    a = v128.load32_splat(pa, 20);
+    c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
+    a = v128.load32_splat(pa, 24);
+    c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
+    a = v128.load32_splat(pa, 28);
+    c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
+    pa += 32;
+    pb += 64;
+  }
+  if (p < kc) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    let a = v128.load32_splat(pa);
+    c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
+    a = v128.load32_splat(pa, 4);
+    c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
+    a = v128.load32_splat(pa, 8);
+    c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
+    a = v128.load32_splat(pa, 12);
+    c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
+  }
+  const va = f32x4.splat(alpha);
+  const rs = <usize>ldc << 2;
+  if (h == MR && w == NR) {
+    storeRow(c, c00, c01, va, beta);
+    storeRow(c + rs, c10, c11, va, beta);
+    storeRow(c + 2 * rs, c20, c21, va, beta);
+    storeRow(c + 3 * rs, c30, c31, va, beta);
+    return;
+  }
+  v128.store(tile, f32x4.mul(c00, va)); v128.store(tile, f32x4.mul(c01, va), 16);
+  v128.store(tile, f32x4.mul(c10, va), 32); v128.store(tile, f32x4.mul(c11, va), 48);
+  v128.store(tile, f32x4.mul(c20, va), 64); v128.store(tile, f32x4.mul(c21, va), 80);
+  v128.store(tile, f32x4.mul(c30, va), 96); v128.store(tile, f32x4.mul(c31, va), 112);
+  for (let i = 0; i < h; i++) {
+    const crow = c + <usize>i * rs;
+    const trow = tile + (<usize>(i * NR) << 2);
+    for (let j = 0; j < w; j++) {
+      const cj = crow + (<usize>j << 2);
+      const t = load<f32>(trow + (<usize>j << 2));
+      store<f32>(cj, beta != 0 ? t + beta * load<f32>(cj) : t);
+    }
+  }
+}
+
+/** C = beta * C over an M x N block (beta == 0 writes zeros without reading C). */
+function scaleC(M: i32, N: i32, beta: f32, C: usize, ldc: i32): void {
+  for (let i = 0; i < M; i++) {
+    const row = C + (<usize>i * <usize>ldc << 2);
+    for (let j = 0; j < N; j++) {
+      const c = row + (<usize>j << 2);
+      store<f32>(c, beta == 0 ? 0 : beta * load<f32>(c));
+    }
+  }
+}
+
+/** See the file comment. `scratch` must hold GEMM_SCRATCH_BYTES and belong to this thread alone. */
+export function gemm(
+  transA: i32, transB: i32, M: i32, N: i32, K: i32, alpha: f32,
+  A: usize, lda: i32, B: usize, ldb: i32, beta: f32, C: usize, ldc: i32, scratch: usize,
+): void {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0) {
+    scaleC(M, N, beta, C, ldc);
+    return;
+  }
+  const pB = scratch;
+  const pA = scratch + (<usize>(KC * NC) << 2);
+  const tile = pA + (<usize>(MC * KC) << 2);
+  for (let jc = 0; jc < N; jc += NC) {
+    const nc = min(NC, N - jc);
+    for (let pc = 0; pc < K; pc += KC) {
+      const kc = min(KC, K - pc);
+      const b = pc == 0 ? beta : <f32>1.0;
+      packB(transB, B, ldb, pc, jc, kc, nc, pB);
+      for (let ic = 0; ic < M; ic += MC) {
+        const mc = min(MC, M - ic);
+        packA(transA, A, lda, ic, pc, mc, kc, pA);
+        for (let jr = 0; jr < nc; jr += NR) {
+          const w = min(NR, nc - jr);
+          const pb = pB + (<usize>(jr * kc) << 2);
+          for (let ir = 0; ir < mc; ir += MR) {
+            const h = min(MR, mc - ir);
+            const c = C + ((<usize>(ic + ir) * <usize>ldc + <usize>(jc + jr)) << 2);
+            micro(kc, pA + (<usize>(ir * kc) << 2), pb, c, ldc, h, w, alpha, b, tile);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Batches b0 <= i < b1 of a strided batched gemm (strides in elements). */
+export function gemmBatched(
+  transA: i32, transB: i32, M: i32, N: i32, K: i32, alpha: f32,
+  A: usize, lda: i32, strideA: i32, B: usize, ldb: i32, strideB: i32,
+  beta: f32, C: usize, ldc: i32, strideC: i32, b0: i32, b1: i32, scratch: usize,
+): void {
+  for (let i = b0; i < b1; i++) {
+    gemm(transA, transB, M, N, K, alpha,
+      A + (<usize>i * <usize>strideA << 2), lda,
+      B + (<usize>i * <usize>strideB << 2), ldb,
+      beta, C + (<usize>i * <usize>strideC << 2), ldc, scratch);
+  }
+}
+
+/** Scratch bytes one thread needs (so JavaScript reads it from the module). */
+export function gemmScratchBytes(): i32 {
+  return GEMM_SCRATCH_BYTES;
+}
