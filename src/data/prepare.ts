@@ -1,0 +1,260 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { UserError } from '../util/errors.js';
+import { cacheDir } from '../util/paths.js';
+import { describeWriteError, writeFileAtomicSync } from '../util/atomic.js';
+import { NpyWriter, dtypeForVocab } from './npy.js';
+import { DATA_FORMAT_VERSION, pocketlmVersion, readMeta, type DatasetMeta, type SplitStats } from './meta.js';
+import { DEFAULT_VAL_FRACTION, docKey, isValKey, keyFraction } from './split.js';
+import { expandPaths, fileSource, mobyDickSource, type DocSource } from './sources.js';
+import { downloadTinyStories, DEFAULT_MAX_TRAIN_MB } from './download.js';
+import { defaultTokenizerApi, type DataTokenizer, type TokenizerApi } from './tokenizer-api.js';
+
+export interface PrepareOptions {
+  dataset?: 'tinystories' | 'moby-dick';
+  data?: string[];
+  val?: string[];
+  vocabSize: number;
+  /** Output folder; default: under cacheDir()/datasets, keyed by the fingerprint. */
+  out?: string;
+  /** tokenizer.json path or 'gpt2'; default: train one on the train split. */
+  tokenizer?: string;
+  /** TinyStories: how much of the train file to download. */
+  maxTrainMb?: number;
+  threads?: number;
+  /** Share of documents sent to validation when no validation files exist (default 0.02). */
+  valFraction?: number;
+  /** Cap on the train text used to train a tokenizer, in MB (default 20). */
+  tokenizerTrainMb?: number;
+  /** Prepare again even if the folder already holds this exact dataset. */
+  force?: boolean;
+  /** The tokenizer implementation (default: src/tokenizer); tests pass a stand-in. */
+  tokenizerApi?: TokenizerApi;
+}
+
+export interface PrepareProgress { phase: string; done: number; total: number }
+export type ProgressFn = (ev: PrepareProgress) => void;
+
+export interface PreparedDataset { dir: string; meta: DatasetMeta; reused: boolean }
+
+const DEFAULT_TOKENIZER_TRAIN_MB = 20;
+/** Documents are tokenized and written in batches of about this many UTF-16 units. */
+const BATCH_CHARS = 4 << 20;
+
+interface ResolvedSources { train: DocSource[]; val: DocSource[]; description: string }
+
+/**
+ * Turns text into train.npy / val.npy / meta.json / tokenizer.json in one folder, streaming
+ * documents in batches. Re-running with the same inputs and options reuses the folder.
+ */
+export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn): Promise<PreparedDataset> {
+  validateOptions(opts);
+  const report: ProgressFn = progress ?? (() => {});
+  const sources = await resolveSources(opts, report);
+  const valFraction = opts.valFraction ?? DEFAULT_VAL_FRACTION;
+  const tokTrainMb = opts.tokenizerTrainMb ?? DEFAULT_TOKENIZER_TRAIN_MB;
+  const fingerprint = fingerprintOf(opts, sources, valFraction, tokTrainMb);
+  const dir = path.resolve(opts.out ?? path.join(cacheDir(), 'datasets', fingerprint.slice(0, 16)));
+
+  if (!opts.force) {
+    const existing = reusable(dir, fingerprint);
+    if (existing) return { dir, meta: existing, reused: true };
+  }
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw describeWriteError(e, dir);
+  }
+  // An old meta.json must not vouch for half-replaced token files.
+  try { fs.rmSync(path.join(dir, 'meta.json'), { force: true }); } catch (e) { throw describeWriteError(e, path.join(dir, 'meta.json')); }
+
+  const api = opts.tokenizerApi ?? await defaultTokenizerApi();
+  const explicitVal = sources.val.length > 0;
+
+  // Pass 1 over train: which documents go to validation, and the text a new tokenizer learns from.
+  const valKeys = new Set<string>();
+  if (explicitVal) for (const src of sources.val) for (const d of src.docs()) valKeys.add(docKey(d));
+  const scan = scanTrain(sources.train, explicitVal ? valKeys : null, valFraction, opts.tokenizer ? 0 : tokTrainMb * 1e6, report);
+  if (scan.total === 0) throw new UserError(`no documents found in ${sources.description}`);
+  // Hash-split on a tiny corpus may send nothing to validation: then the lowest hash goes.
+  const forcedVal = !explicitVal && scan.valCount === 0 ? scan.minKey : null;
+  const isVal = explicitVal ? (k: string) => valKeys.has(k) : (k: string) => isValKey(k, valFraction) || k === forcedVal;
+  if (!explicitVal && scan.total - scan.valCount - (forcedVal ? 1 : 0) <= 0) {
+    throw new UserError(`${sources.description} has too few documents to split into train and validation (${scan.total}); give --val FILE`);
+  }
+
+  let tok: DataTokenizer;
+  let origin: string;
+  if (opts.tokenizer) {
+    tok = await api.loadTokenizer(opts.tokenizer);
+    origin = opts.tokenizer;
+  } else {
+    report({ phase: 'train tokenizer', done: 0, total: 1 });
+    tok = api.trainTokenizer(scan.tokenizerTexts, {
+      vocabSize: opts.vocabSize, specialTokens: ['<|endoftext|>'],
+      onProgress: (done, total) => report({ phase: 'train tokenizer', done, total }),
+    });
+    origin = `trained on ${(scan.tokenizerBytes / 1e6).toFixed(1)} MB of the train split`;
+  }
+  scan.tokenizerTexts.length = 0;
+  if (opts.tokenizer && tok.vocabSize !== opts.vocabSize && opts.vocabSize > 0) {
+    // the given tokenizer decides the vocabulary; a mismatching --vocab-size is a user mistake
+    throw new UserError(`--vocab-size ${opts.vocabSize} does not match the tokenizer ${opts.tokenizer} (vocab ${tok.vocabSize})`);
+  }
+  const dtype = dtypeForVocab(tok.vocabSize);
+
+  const valSources = explicitVal ? sources.val : sources.train;
+  const valStats = await writeSplit(path.join(dir, 'val.npy'), dtype, tok, api, opts.threads, valSources,
+    explicitVal ? () => true : isVal, scan.valCount + (forcedVal ? 1 : 0), 'tokenize val', report);
+  const trainStats = await writeSplit(path.join(dir, 'train.npy'), dtype, tok, api, opts.threads, sources.train,
+    (k) => !isVal(k), scan.total - scan.valCount, 'tokenize train', report);
+  if (valStats.documents === 0) throw new UserError(`no validation documents found in ${sources.val.map((s) => s.name).join(', ')}`);
+  if (trainStats.documents === 0) throw new UserError(`no train documents left in ${sources.description} after removing validation documents`);
+
+  writeFileAtomicSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.toJSON()));
+  const meta: DatasetMeta = {
+    formatVersion: DATA_FORMAT_VERSION,
+    pocketlmVersion: pocketlmVersion(),
+    fingerprint,
+    createdAt: new Date().toISOString(),
+    source: sources.description,
+    valRule: explicitVal
+      ? `validation files (${sources.val.map((s) => s.name).join(', ')}); train documents equal to a validation document (whitespace-normalised) removed`
+      : `documents whose sha1 (whitespace-normalised) falls in the lowest ${valFraction} of the hash range${forcedVal ? ', plus the lowest-hash document (none fell there)' : ''}`,
+    tokenizer: { hash: tok.hash(), vocabSize: tok.vocabSize, eotId: tok.eotId, origin },
+    vocabSize: tok.vocabSize,
+    dtype,
+    splits: { train: trainStats, val: valStats },
+  };
+  writeFileAtomicSync(path.join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+  return { dir, meta, reused: false };
+}
+
+function validateOptions(opts: PrepareOptions): void {
+  const hasData = (opts.data?.length ?? 0) > 0;
+  if (!opts.dataset && !hasData) throw new UserError('say what to prepare: --dataset tinystories|moby-dick or --data PATH...');
+  if (opts.dataset && hasData) throw new UserError('give either --dataset or --data, not both');
+  if (opts.dataset && opts.dataset !== 'tinystories' && opts.dataset !== 'moby-dick') {
+    throw new UserError(`unknown dataset "${String(opts.dataset)}" (known: tinystories, moby-dick)`);
+  }
+  if (!opts.tokenizer && !(Number.isInteger(opts.vocabSize) && opts.vocabSize >= 258 && opts.vocabSize <= 1 << 20)) {
+    throw new UserError(`--vocab-size must be an integer between 258 and ${1 << 20}, got ${opts.vocabSize}`);
+  }
+  if (opts.valFraction !== undefined && !(opts.valFraction > 0 && opts.valFraction < 0.5)) {
+    throw new UserError(`the validation fraction must be in (0, 0.5), got ${opts.valFraction}`);
+  }
+}
+
+async function resolveSources(opts: PrepareOptions, report: ProgressFn): Promise<ResolvedSources> {
+  const val = (opts.val?.length ? expandPaths(opts.val) : []).map(fileSource);
+  if (opts.dataset === 'moby-dick') {
+    const src = mobyDickSource();
+    return { train: [src], val, description: src.name };
+  }
+  if (opts.dataset === 'tinystories') {
+    const maxMb = opts.maxTrainMb ?? DEFAULT_MAX_TRAIN_MB;
+    const files = await downloadTinyStories({ maxTrainMb: maxMb, onProgress: report });
+    const vs = val.length ? val : [fileSource(files.val)];
+    return { train: [fileSource(files.train)], val: vs, description: `TinyStories V2 (first ${maxMb} MB of train, ${files.valName})` };
+  }
+  const train = expandPaths(opts.data ?? []).map(fileSource);
+  return { train, val, description: train.map((s) => s.name).join(', ') };
+}
+
+function fingerprintOf(opts: PrepareOptions, s: ResolvedSources, valFraction: number, tokTrainMb: number): string {
+  let tokFp: string | null = null;
+  if (opts.tokenizer) {
+    tokFp = opts.tokenizer;
+    try {
+      const st = fs.statSync(opts.tokenizer);
+      tokFp = `${path.resolve(opts.tokenizer)}:${st.size}:${Math.floor(st.mtimeMs)}`;
+    } catch { /* a name like 'gpt2' */ }
+  }
+  const key = {
+    formatVersion: DATA_FORMAT_VERSION,
+    train: s.train.map((x) => x.fingerprint),
+    val: s.val.map((x) => x.fingerprint),
+    vocabSize: opts.tokenizer ? null : opts.vocabSize,
+    tokenizer: tokFp,
+    valFraction: s.val.length ? null : valFraction,
+    tokenizerTrainMb: opts.tokenizer ? null : tokTrainMb,
+  };
+  return createHash('sha256').update(JSON.stringify(key)).digest('hex');
+}
+
+function reusable(dir: string, fingerprint: string): DatasetMeta | null {
+  if (!fs.existsSync(path.join(dir, 'meta.json'))) return null;
+  try {
+    const meta = readMeta(dir);
+    if (meta.fingerprint !== fingerprint) return null;
+    for (const f of ['train.npy', 'val.npy', 'tokenizer.json']) if (!fs.existsSync(path.join(dir, f))) return null;
+    return meta;
+  } catch {
+    return null;
+  }
+}
+
+interface TrainScan { total: number; valCount: number; minKey: string | null; tokenizerTexts: string[]; tokenizerBytes: number }
+
+function scanTrain(train: DocSource[], valKeys: Set<string> | null, valFraction: number, tokBytesCap: number, report: ProgressFn): TrainScan {
+  const scan: TrainScan = { total: 0, valCount: 0, minKey: null, tokenizerTexts: [], tokenizerBytes: 0 };
+  let minFrac = 2;
+  for (const src of train) {
+    for (const d of src.docs()) {
+      const k = docKey(d);
+      scan.total++;
+      const val = valKeys ? valKeys.has(k) : isValKey(k, valFraction);
+      if (val) scan.valCount++;
+      const f = keyFraction(k);
+      if (f < minFrac) { minFrac = f; scan.minKey = k; }
+      if (!val && scan.tokenizerBytes < tokBytesCap) {
+        scan.tokenizerTexts.push(d);
+        scan.tokenizerBytes += Buffer.byteLength(d, 'utf8');
+      }
+      if (scan.total % 5000 === 0) report({ phase: 'read documents', done: scan.total, total: 0 });
+    }
+  }
+  return scan;
+}
+
+async function writeSplit(
+  target: string, dtype: 'uint16' | 'uint32', tok: DataTokenizer, api: TokenizerApi, threads: number | undefined,
+  sources: DocSource[], keep: (key: string) => boolean, expectedDocs: number, phase: string, report: ProgressFn,
+): Promise<SplitStats> {
+  const writer = new NpyWriter(target, dtype);
+  const stats: SplitStats = { file: path.basename(target), tokens: 0, bytes: 0, documents: 0 };
+  const eot = [tok.eotId];
+  let batch: string[] = [];
+  let chars = 0;
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const encoded = await api.encodeParallel(tok, batch, threads ? { threads } : undefined);
+    for (const ids of encoded) {
+      writer.append(ids);
+      writer.append(eot);
+    }
+    stats.documents += batch.length;
+    report({ phase, done: stats.documents, total: expectedDocs });
+    batch = [];
+    chars = 0;
+  };
+  try {
+    for (const src of sources) {
+      for (const d of src.docs()) {
+        if (!keep(docKey(d))) continue;
+        batch.push(d);
+        chars += d.length;
+        stats.bytes += Buffer.byteLength(d, 'utf8');
+        if (chars >= BATCH_CHARS) await flush();
+      }
+    }
+    await flush();
+    stats.tokens = writer.count;
+    writer.finish();
+  } catch (e) {
+    writer.abort();
+    throw e;
+  }
+  return stats;
+}
