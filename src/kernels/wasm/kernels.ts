@@ -1,0 +1,325 @@
+import type { WasmArena } from '../arena.js';
+import type { FloatArray, Kernels } from '../types.js';
+import { compileKernels, instantiateKernels, type WasmBuild, type WasmExports, type WasmFn } from './loader.js';
+import { CTRL_BYTES, type PoolOp } from './ops.js';
+import { WorkerPool } from './pool.js';
+
+/** Work (multiply-adds for gemm, elements otherwise) below which one thread is faster than a dispatch. */
+const GEMM_PAR_MACS = 1 << 20;
+const HEAVY_PAR_ELEMS = 1 << 15; // exp per element: softmax, swiglu, cross-entropy
+const LIGHT_PAR_ELEMS = 1 << 17; // a few flops per element: add, axpy, norms, optimizers
+
+/** Byte offset of a float32 view in the shared memory (the wasm address of its first element). */
+function fptr(a: FloatArray, what: string): number {
+  if (!(a instanceof Float32Array) || !(a.buffer instanceof SharedArrayBuffer)) {
+    throw new TypeError(`wasm kernels: ${what} must be a Float32Array view of the arena`);
+  }
+  return a.byteOffset;
+}
+
+function iptr(a: Int32Array, what: string): number {
+  if (!(a instanceof Int32Array) || !(a.buffer instanceof SharedArrayBuffer)) {
+    throw new TypeError(`wasm kernels: ${what} must be an Int32Array view of the arena`);
+  }
+  return a.byteOffset;
+}
+
+/** Elements a row-major operand spans: rows-1 full strides plus one row. */
+function need(rows: number, cols: number, ld: number): number {
+  return rows <= 0 || cols <= 0 ? 0 : (rows - 1) * ld + cols;
+}
+
+function checkLen(a: FloatArray, n: number, what: string): void {
+  if (a.length < n) throw new RangeError(`wasm kernels: ${what} has ${a.length} elements, needs ${n}`);
+}
+
+export interface WasmKernelOptions {
+  threads: number;
+  /** Force a build (tests compare both); default: relaxed when the engine has it. */
+  build?: WasmBuild;
+}
+
+/** Kernels plus what tests and benchmarks want to know about them. */
+export interface WasmKernels extends Kernels {
+  readonly build: WasmBuild;
+  /** e^x as the softmax/SiLU/cross-entropy kernels compute it (for accuracy tests). */
+  expApprox(out: Float32Array, x: Float32Array, n: number): void;
+}
+
+/**
+ * The wasm SIMD backend. Reserves from the arena: one command block per worker and one
+ * gemm packing scratch per thread (about 2.2 MB each).
+ */
+export async function createWasmKernelsImpl(arena: WasmArena, opts: WasmKernelOptions): Promise<WasmKernels> {
+  const threads = Math.max(1, Math.floor(opts.threads));
+  const { module, build } = compileKernels(opts.build);
+  const wasm: WasmExports = instantiateKernels(module, arena.memory, arena.base);
+  const scratchBytes = wasm.gemmScratchBytes!();
+  const scratch: number[] = [];
+  for (let t = 0; t < threads; t++) scratch.push(arena.floats(scratchBytes / 4).byteOffset);
+  const ctrl = arena.floats((threads * CTRL_BYTES) / 4).byteOffset;
+  const pool = threads > 1
+    ? await WorkerPool.start({ size: threads - 1, module, memory: arena.memory, arenaBase: arena.base, ctrl })
+    : null;
+  return new WasmKernelSet(wasm, pool, threads, scratch, build, arena.memory);
+}
+
+/** Splits [0, n) into at most `parts` chunks whose starts are multiples of `align`. */
+function chunks(n: number, parts: number, align: number): number[] {
+  const size = Math.ceil(n / parts / align) * align;
+  const bounds = [0];
+  for (let p = 1; p <= parts; p++) {
+    const b = Math.min(n, p * size);
+    if (b > bounds[bounds.length - 1]!) bounds.push(b);
+  }
+  return bounds;
+}
+
+class WasmKernelSet implements WasmKernels {
+  readonly name = 'wasm' as const;
+  private readonly f: Record<PoolOp, WasmFn>;
+
+  constructor(
+    private readonly wasm: WasmExports,
+    private readonly pool: WorkerPool | null,
+    readonly threads: number,
+    private readonly scratch: number[],
+    readonly build: WasmBuild,
+    private readonly memory: WebAssembly.Memory,
+  ) {
+    this.f = wasm as unknown as Record<PoolOp, WasmFn>;
+  }
+
+  /**
+   * Runs `op` over [0, n) split into chunks (one per thread when `par`): argsFor(lo, hi, t)
+   * gives the wasm arguments for a chunk on thread t (0 = the calling thread).
+   * Returns each chunk's result.
+   */
+  private split(op: PoolOp, n: number, par: boolean, align: number, argsFor: (lo: number, hi: number, t: number) => number[]): number[] {
+    const parts = par && this.pool ? this.threads : 1;
+    const b = chunks(n, parts, align);
+    const fn = this.f[op];
+    if (b.length <= 2) return [fn(...argsFor(0, n, 0))];
+    const pool = this.pool!;
+    const opIdx = WorkerPool.opIndex(op);
+    for (let p = 1; p < b.length - 1; p++) pool.start(p - 1, opIdx, argsFor(b[p]!, b[p + 1]!, p));
+    const out = [0];
+    try {
+      out[0] = fn(...argsFor(b[0]!, b[1]!, 0));
+    } finally {
+      for (let p = 1; p < b.length - 1; p++) out.push(pool.wait(p - 1));
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ matrix products
+  gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: FloatArray, lda: number,
+    B: FloatArray, ldb: number, beta: number, C: FloatArray, ldc: number): void {
+    if (M <= 0 || N <= 0) return;
+    checkLen(A, transA ? need(K, M, lda) : need(M, K, lda), 'gemm A');
+    checkLen(B, transB ? need(N, K, ldb) : need(K, N, ldb), 'gemm B');
+    checkLen(C, need(M, N, ldc), 'gemm C');
+    this.gemmAt(transA, transB, M, N, K, alpha, fptr(A, 'A'), lda, fptr(B, 'B'), ldb, beta, fptr(C, 'C'), ldc);
+  }
+
+  /** gemm on byte addresses, split over threads by rows or columns of C. */
+  private gemmAt(tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, a: number, lda: number,
+    b: number, ldb: number, beta: number, c: number, ldc: number): void {
+    const par = M * N * Math.max(K, 1) >= GEMM_PAR_MACS;
+    const ta = tA ? 1 : 0, tb = tB ? 1 : 0;
+    // Split the larger side: each thread packs the whole of the other operand.
+    if (M >= N) {
+      this.split('gemm', M, par && M >= 8, 4, (i0, i1, t) => [ta, tb, i1 - i0, N, K, alpha,
+        a + 4 * (tA ? i0 : i0 * lda), lda, b, ldb, beta, c + 4 * i0 * ldc, ldc, this.scratch[t]!]);
+    } else {
+      this.split('gemm', N, par && N >= 16, 8, (j0, j1, t) => [ta, tb, M, j1 - j0, K, alpha,
+        a, lda, b + 4 * (tB ? j0 * ldb : j0), ldb, beta, c + 4 * j0, ldc, this.scratch[t]!]);
+    }
+  }
+
+  gemmStridedBatched(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: FloatArray, lda: number, strideA: number, B: FloatArray, ldb: number, strideB: number,
+    beta: number, C: FloatArray, ldc: number, strideC: number, batch: number): void {
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    checkLen(A, (batch - 1) * strideA + (transA ? need(K, M, lda) : need(M, K, lda)), 'gemmStridedBatched A');
+    checkLen(B, (batch - 1) * strideB + (transB ? need(N, K, ldb) : need(K, N, ldb)), 'gemmStridedBatched B');
+    checkLen(C, (batch - 1) * strideC + need(M, N, ldc), 'gemmStridedBatched C');
+    const a = fptr(A, 'A'), b = fptr(B, 'B'), c = fptr(C, 'C');
+    const ta = transA ? 1 : 0, tb = transB ? 1 : 0;
+    const par = batch * M * N * Math.max(K, 1) >= GEMM_PAR_MACS;
+    if (batch >= this.threads || !par) {
+      this.split('gemmBatched', batch, par, 1, (b0, b1, t) => [ta, tb, M, N, K, alpha, a, lda, strideA, b, ldb, strideB,
+        beta, c, ldc, strideC, b0, b1, this.scratch[t]!]);
+    } else {
+      for (let i = 0; i < batch; i++) {
+        this.gemmAt(transA, transB, M, N, K, alpha, a + 4 * i * strideA, lda, b + 4 * i * strideB, ldb, beta, c + 4 * i * strideC, ldc);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ embedding
+  private checkIds(ids: Int32Array, n: number, V: number, what: string): void {
+    const bad = this.wasm.checkIds!(iptr(ids, what), n, V);
+    if (bad !== 0) throw new RangeError(`wasm kernels: ${what}[${bad - 1}] = ${ids[bad - 1]} is outside [0, ${V})`);
+  }
+
+  embeddingForward(out: FloatArray, tokens: Int32Array, table: FloatArray, N: number, C: number): void {
+    checkLen(out, N * C, 'embedding out');
+    this.checkIds(tokens, N, Math.floor(table.length / C), 'tokens');
+    const o = fptr(out, 'out'), tk = iptr(tokens, 'tokens'), tb = fptr(table, 'table');
+    this.split('embeddingForward', N, N * C >= LIGHT_PAR_ELEMS, 1, (r0, r1) => [o + 4 * r0 * C, tk + 4 * r0, tb, r1 - r0, C]);
+  }
+
+  embeddingBackward(dtable: FloatArray, dout: FloatArray, tokens: Int32Array, N: number, C: number): void {
+    checkLen(dout, N * C, 'embedding dout');
+    this.checkIds(tokens, N, Math.floor(dtable.length / C), 'tokens');
+    const dt = fptr(dtable, 'dtable'), d = fptr(dout, 'dout'), tk = iptr(tokens, 'tokens');
+    // split by columns: repeated tokens then never race on a row of dtable
+    this.split('embeddingBackward', C, N * C >= LIGHT_PAR_ELEMS, 4, (c0, c1) => [dt + 4 * c0, d + 4 * c0, tk, N, c1 - c0, C]);
+  }
+
+  // ------------------------------------------------------------------ RMSNorm
+  rmsnormForward(out: FloatArray, rstd: FloatArray, inp: FloatArray, weight: FloatArray, N: number, C: number, eps: number): void {
+    checkLen(out, N * C, 'rmsnorm out'); checkLen(inp, N * C, 'rmsnorm inp'); checkLen(rstd, N, 'rmsnorm rstd'); checkLen(weight, C, 'rmsnorm weight');
+    const o = fptr(out, 'out'), r = fptr(rstd, 'rstd'), x = fptr(inp, 'inp'), w = fptr(weight, 'weight');
+    this.split('rmsnormForward', N, N * C >= LIGHT_PAR_ELEMS, 1, (r0, r1) => [o + 4 * r0 * C, r + 4 * r0, x + 4 * r0 * C, w, r1 - r0, C, eps]);
+  }
+
+  rmsnormBackward(dinp: FloatArray, dweight: FloatArray, dout: FloatArray, inp: FloatArray, weight: FloatArray,
+    rstd: FloatArray, N: number, C: number): void {
+    checkLen(dinp, N * C, 'rmsnorm dinp'); checkLen(dout, N * C, 'rmsnorm dout'); checkLen(inp, N * C, 'rmsnorm inp');
+    checkLen(dweight, C, 'rmsnorm dweight'); checkLen(weight, C, 'rmsnorm weight'); checkLen(rstd, N, 'rmsnorm rstd');
+    const dx = fptr(dinp, 'dinp'), dw = fptr(dweight, 'dweight'), dy = fptr(dout, 'dout');
+    const x = fptr(inp, 'inp'), w = fptr(weight, 'weight'), r = fptr(rstd, 'rstd');
+    const par = N * C >= LIGHT_PAR_ELEMS && this.pool !== null && N >= 2;
+    // Workers accumulate dweight into their own (zeroed) scratch; summed here after.
+    if (par) for (let t = 1; t < this.threads; t++) this.wasm.zero!(this.scratch[t]!, C);
+    const res = this.split('rmsnormBackward', N, par, 1, (r0, r1, t) => [dx + 4 * r0 * C, t === 0 ? dw : this.scratch[t]!,
+      dy + 4 * r0 * C, x + 4 * r0 * C, w, r + 4 * r0, r1 - r0, C]);
+    for (let t = 1; t < res.length; t++) this.wasm.axpy!(dw, this.scratch[t]!, 1, C);
+  }
+
+  // ------------------------------------------------------------------ RoPE
+  private rope(x: FloatArray, nRows: number, T: number, nHeads: number, D: number, rowStride: number, cos: FloatArray, sin: FloatArray, dir: number): void {
+    checkLen(x, need(nRows, nHeads * D, rowStride), 'rope x');
+    checkLen(cos, T * (D / 2), 'rope cos'); checkLen(sin, T * (D / 2), 'rope sin');
+    const p = fptr(x, 'x'), c = fptr(cos, 'cos'), s = fptr(sin, 'sin');
+    this.split('rope', nRows, nRows * nHeads * D >= LIGHT_PAR_ELEMS, 1, (r0, r1) => [p, r0, r1 - r0, T, nHeads, D, rowStride, c, s, dir]);
+  }
+
+  ropeForward(x: FloatArray, nRows: number, T: number, nHeads: number, D: number, rowStride: number, cos: FloatArray, sin: FloatArray): void {
+    this.rope(x, nRows, T, nHeads, D, rowStride, cos, sin, 1);
+  }
+
+  ropeBackward(dx: FloatArray, nRows: number, T: number, nHeads: number, D: number, rowStride: number, cos: FloatArray, sin: FloatArray): void {
+    this.rope(dx, nRows, T, nHeads, D, rowStride, cos, sin, -1);
+  }
+
+  // ------------------------------------------------------------------ attention softmax
+  softmaxCausalForward(att: FloatArray, nMat: number, T: number, scale: number): void {
+    checkLen(att, nMat * T * T, 'softmax att');
+    const a = fptr(att, 'att');
+    this.split('softmaxCausalForward', nMat * T, nMat * T * T >= 2 * HEAVY_PAR_ELEMS, 1, (r0, r1) => [a, r0, r1 - r0, T, scale]);
+  }
+
+  softmaxCausalBackward(datt: FloatArray, att: FloatArray, nMat: number, T: number, scale: number): void {
+    checkLen(att, nMat * T * T, 'softmax att'); checkLen(datt, nMat * T * T, 'softmax datt');
+    const d = fptr(datt, 'datt'), a = fptr(att, 'att');
+    this.split('softmaxCausalBackward', nMat * T, nMat * T * T >= LIGHT_PAR_ELEMS, 1, (r0, r1) => [d, a, r0, r1 - r0, T, scale]);
+  }
+
+  // ------------------------------------------------------------------ SwiGLU
+  swigluForward(out: FloatArray, h: FloatArray, N: number, F: number): void {
+    checkLen(out, N * F, 'swiglu out'); checkLen(h, 2 * N * F, 'swiglu h');
+    const o = fptr(out, 'out'), x = fptr(h, 'h');
+    this.split('swigluForward', N, N * F >= HEAVY_PAR_ELEMS, 1, (r0, r1) => [o + 4 * r0 * F, x + 8 * r0 * F, r1 - r0, F]);
+  }
+
+  swigluBackward(dh: FloatArray, dout: FloatArray, h: FloatArray, N: number, F: number): void {
+    checkLen(dh, 2 * N * F, 'swiglu dh'); checkLen(dout, N * F, 'swiglu dout'); checkLen(h, 2 * N * F, 'swiglu h');
+    const d = fptr(dh, 'dh'), dy = fptr(dout, 'dout'), x = fptr(h, 'h');
+    this.split('swigluBackward', N, N * F >= HEAVY_PAR_ELEMS, 1, (r0, r1) => [d + 8 * r0 * F, dy + 4 * r0 * F, x + 8 * r0 * F, r1 - r0, F]);
+  }
+
+  // ------------------------------------------------------------------ elementwise
+  add(out: FloatArray, a: FloatArray, b: FloatArray, n: number): void {
+    checkLen(out, n, 'add out'); checkLen(a, n, 'add a'); checkLen(b, n, 'add b');
+    const o = fptr(out, 'out'), pa = fptr(a, 'a'), pb = fptr(b, 'b');
+    this.split('add', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [o + 4 * i0, pa + 4 * i0, pb + 4 * i0, i1 - i0]);
+  }
+
+  axpy(dst: FloatArray, src: FloatArray, alpha: number, n: number): void {
+    checkLen(dst, n, 'axpy dst'); checkLen(src, n, 'axpy src');
+    const d = fptr(dst, 'dst'), s = fptr(src, 'src');
+    this.split('axpy', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [d + 4 * i0, s + 4 * i0, alpha, i1 - i0]);
+  }
+
+  scale(x: FloatArray, s: number, n: number): void {
+    checkLen(x, n, 'scale x');
+    const p = fptr(x, 'x');
+    this.split('scale', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [p + 4 * i0, s, i1 - i0]);
+  }
+
+  sumSquares(x: FloatArray, n: number): number {
+    checkLen(x, n, 'sumSquares x');
+    const p = fptr(x, 'x');
+    const parts = this.split('sumSquares', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [p + 4 * i0, i1 - i0]);
+    let s = 0;
+    for (const v of parts) s += v;
+    return s;
+  }
+
+  // ------------------------------------------------------------------ loss
+  crossEntropyForward(losses: FloatArray, logits: FloatArray, targets: Int32Array, N: number, V: number): void {
+    checkLen(losses, N, 'crossEntropy losses'); checkLen(logits, N * V, 'crossEntropy logits');
+    this.checkIds(targets, N, V, 'targets');
+    const l = fptr(losses, 'losses'), x = fptr(logits, 'logits'), t = iptr(targets, 'targets');
+    this.split('crossEntropyForward', N, N * V >= HEAVY_PAR_ELEMS, 1, (r0, r1) => [l + 4 * r0, x + 4 * r0 * V, t + 4 * r0, r1 - r0, V]);
+  }
+
+  crossEntropyForwardBackward(dlogits: FloatArray, losses: FloatArray, logits: FloatArray, targets: Int32Array,
+    N: number, V: number, dscale: number): void {
+    checkLen(losses, N, 'crossEntropy losses'); checkLen(logits, N * V, 'crossEntropy logits'); checkLen(dlogits, N * V, 'crossEntropy dlogits');
+    this.checkIds(targets, N, V, 'targets');
+    const d = fptr(dlogits, 'dlogits'), l = fptr(losses, 'losses'), x = fptr(logits, 'logits'), t = iptr(targets, 'targets');
+    this.split('crossEntropyForwardBackward', N, N * V >= HEAVY_PAR_ELEMS, 1,
+      (r0, r1) => [d + 4 * r0 * V, l + 4 * r0, x + 4 * r0 * V, t + 4 * r0, r1 - r0, V, dscale]);
+  }
+
+  // ------------------------------------------------------------------ optimizer updates
+  adamwUpdate(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, n: number,
+    lr: number, b1: number, b2: number, eps: number, wd: number, bc1: number, bc2: number): void {
+    for (const [a, w] of [[p, 'p'], [g, 'g'], [m, 'm'], [v, 'v']] as const) checkLen(a, n, `adamw ${w}`);
+    const pp = fptr(p, 'p'), pg = fptr(g, 'g'), pm = fptr(m, 'm'), pv = fptr(v, 'v');
+    this.split('adamwUpdate', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [pp + 4 * i0, pg + 4 * i0, pm + 4 * i0, pv + 4 * i0, i1 - i0,
+      lr, b1, b2, eps, wd, bc1, bc2]);
+  }
+
+  lionUpdate(p: FloatArray, g: FloatArray, m: FloatArray, n: number, lr: number, b1: number, b2: number, wd: number): void {
+    for (const [a, w] of [[p, 'p'], [g, 'g'], [m, 'm']] as const) checkLen(a, n, `lion ${w}`);
+    const pp = fptr(p, 'p'), pg = fptr(g, 'g'), pm = fptr(m, 'm');
+    this.split('lionUpdate', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [pp + 4 * i0, pg + 4 * i0, pm + 4 * i0, i1 - i0, lr, b1, b2, wd]);
+  }
+
+  scheduleFreeAdamwUpdate(y: FloatArray, g: FloatArray, z: FloatArray, x: FloatArray, v: FloatArray, n: number,
+    lr: number, b1: number, b2: number, eps: number, wd: number, ck: number, bc2: number): void {
+    for (const [a, w] of [[y, 'y'], [g, 'g'], [z, 'z'], [x, 'x'], [v, 'v']] as const) checkLen(a, n, `scheduleFree ${w}`);
+    const py = fptr(y, 'y'), pg = fptr(g, 'g'), pz = fptr(z, 'z'), px = fptr(x, 'x'), pv = fptr(v, 'v');
+    this.split('scheduleFreeAdamwUpdate', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [py + 4 * i0, pg + 4 * i0, pz + 4 * i0,
+      px + 4 * i0, pv + 4 * i0, i1 - i0, lr, b1, b2, eps, wd, ck, bc2]);
+  }
+
+  expApprox(out: Float32Array, x: Float32Array, n: number): void {
+    checkLen(out, n, 'exp out'); checkLen(x, n, 'exp x');
+    this.wasm.expArray!(fptr(out, 'out'), fptr(x, 'x'), n);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.pool) await this.pool.dispose();
+  }
+
+  /** The shared memory these kernels address (for diagnostics). */
+  get sharedMemory(): WebAssembly.Memory {
+    return this.memory;
+  }
+}

@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import v8 from 'node:v8';
+
+/** The functions assembly/index.ts exports (pointers are byte offsets in the shared memory). */
+export type WasmFn = (...args: number[]) => number;
+export type WasmExports = Record<string, WasmFn>;
+
+/** Smallest module using a SIMD instruction: (func v128.const 0 drop). */
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+  0x03, 0x02, 0x01, 0x00, // function section
+  0x0a, 0x17, 0x01, 0x15, 0x00, // code section, one body of 21 bytes, no locals
+  0xfd, 0x0c, ...new Array<number>(16).fill(0), // v128.const 0
+  0x1a, 0x0b, // drop, end
+]);
+
+/** Same with f32x4.relaxed_madd (opcode 0xfd 0x105) on three constants. */
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+  0x03, 0x02, 0x01, 0x00,
+  0x0a, 0x3e, 0x01, 0x3c, 0x00,
+  0xfd, 0x0c, ...new Array<number>(16).fill(0),
+  0xfd, 0x0c, ...new Array<number>(16).fill(0),
+  0xfd, 0x0c, ...new Array<number>(16).fill(0),
+  0xfd, 0x85, 0x02, // f32x4.relaxed_madd
+  0x1a, 0x0b,
+]);
+
+/**
+ * Node 20's V8 keeps relaxed SIMD behind a flag that NODE_OPTIONS refuses, so it is set
+ * here, before anything is validated or compiled. V8 flags are process-wide and the
+ * setting is idempotent, so calling this more than once is harmless.
+ */
+function enableRelaxedSimd(): void {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 22) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+}
+
+/** Which WebAssembly SIMD features this engine has, found by validating tiny modules. */
+export function wasmFeatures(): { simd: boolean; relaxedSimd: boolean } {
+  enableRelaxedSimd();
+  const simd = WebAssembly.validate(SIMD_PROBE);
+  return { simd, relaxedSimd: simd && WebAssembly.validate(RELAXED_PROBE) };
+}
+
+export type WasmBuild = 'relaxed' | 'simd';
+
+/** Path of a build made by scripts/build-wasm.mjs (dist/wasm/, beside this file's dist/kernels/wasm/). */
+export function wasmPath(build: WasmBuild): URL {
+  return new URL(`../../wasm/kernels-${build}.wasm`, import.meta.url);
+}
+
+/**
+ * Compiles the kernels module: the relaxed-SIMD build when the engine validates it,
+ * else the plain SIMD build (or `build` when given, which tests use to check both).
+ */
+export function compileKernels(build?: WasmBuild): { module: WebAssembly.Module; build: WasmBuild } {
+  const feats = wasmFeatures();
+  if (!feats.simd) throw new Error('this JavaScript engine has no WebAssembly SIMD');
+  const chosen: WasmBuild = build ?? (feats.relaxedSimd ? 'relaxed' : 'simd');
+  if (chosen === 'relaxed' && !feats.relaxedSimd) throw new Error('this JavaScript engine has no relaxed SIMD');
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(wasmPath(chosen));
+  } catch {
+    throw new Error(`wasm kernels not built: ${wasmPath(chosen).pathname} is missing (run npm run build:wasm)`);
+  }
+  return { module: new WebAssembly.Module(bytes as unknown as BufferSource), build: chosen };
+}
+
+/**
+ * Instantiates the module on the arena's memory and checks that the module's static data
+ * ends below the arena base (everything above it belongs to the arena).
+ */
+export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory, arenaBase: number): WasmExports {
+  const inst = new WebAssembly.Instance(module, { env: { memory } });
+  const exports = inst.exports as unknown as WasmExports;
+  const heapBase = exports.heapBase!() >>> 0;
+  if (heapBase > arenaBase) {
+    throw new Error(`wasm kernels: static data ends at ${heapBase}, above the arena base ${arenaBase}`);
+  }
+  return exports;
+}

@@ -1,0 +1,29 @@
+/**
+ * Names of the wasm exports that worker threads may run, in a fixed order: a dispatch
+ * names its function by index into this list (shared by the pool and the workers).
+ */
+export const POOL_OPS = [
+  'gemm', 'gemmBatched', 'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward',
+  'rope', 'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward',
+  'add', 'axpy', 'scale', 'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward',
+  'adamwUpdate', 'lionUpdate', 'scheduleFreeAdamwUpdate', 'zero',
+] as const;
+export type PoolOp = (typeof POOL_OPS)[number];
+
+/** Index of the op that tells a worker to leave its loop. */
+export const QUIT_OP = -1;
+
+/**
+ * Layout of one worker's command block in shared memory (bytes). Int32 slots: seq (bumped
+ * by the caller for each command), done (the seq the worker finished), op. Float64 slots:
+ * the return value, then up to MAX_ARGS arguments.
+ */
+export const CTRL_BYTES = 256;
+export const SEQ = 0;
+export const DONE = 1;
+export const OP = 2;
+/** Set to 1 by a worker whose function threw (e.g. a wasm trap); the caller rethrows. */
+export const ERR = 3;
+export const RESULT_F64 = 2;
+export const ARGS_F64 = 3;
+export const MAX_ARGS = 24;
