@@ -1,0 +1,306 @@
+/*
+ * pocketlm native BLAS addon: row-major single-precision matrix products through any
+ * CBLAS (OpenBLAS preferred), on Float32Array views into the shared wasm memory.
+ *
+ * Plain N-API (no node-addon-api) so it builds with just a C compiler and Node's headers.
+ * The calls are synchronous on the calling thread: the arrays are views into one
+ * SharedArrayBuffer that the wasm kernels also use, so no data is ever copied.
+ *
+ * Every call checks its arguments fully (types, sizes, and that each matrix fits in its
+ * view): an out-of-bounds BLAS call would silently corrupt the arena. The checks are a
+ * few integer comparisons next to ~0.1 us of N-API argument unpacking.
+ */
+#define _GNU_SOURCE /* dladdr */
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* OpenBLAS extensions, looked up at run time so any CBLAS links. */
+typedef void (*set_threads_fn)(int);
+typedef int (*get_threads_fn)(void);
+typedef char *(*get_config_fn)(void);
+typedef char *(*get_corename_fn)(void);
+
+static set_threads_fn p_set_threads = NULL;
+static get_threads_fn p_get_threads = NULL;
+static get_config_fn p_get_config = NULL;
+static get_corename_fn p_get_corename = NULL;
+
+#define MAX_ARGS 17
+
+/* Throws a TypeError/RangeError and returns NULL from the calling napi_callback. */
+#define THROW_TYPE(env, msg)             \
+  do {                                   \
+    napi_throw_type_error(env, NULL, msg); \
+    return NULL;                         \
+  } while (0)
+#define THROW_RANGE(env, msg)             \
+  do {                                    \
+    napi_throw_range_error(env, NULL, msg); \
+    return NULL;                          \
+  } while (0)
+
+typedef struct {
+  float *data;
+  size_t length; /* elements */
+} f32view;
+
+/* Returns 0 on success; on failure throws (a clear message naming the argument) and returns -1. */
+static int get_f32(napi_env env, napi_value v, const char *name, f32view *out) {
+  napi_typedarray_type type;
+  size_t length, byte_offset;
+  void *data;
+  napi_value ab;
+  char msg[160];
+  /* Fails with napi_invalid_arg for anything that is not a typed array (one call, not two). */
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &byte_offset) != napi_ok) {
+    snprintf(msg, sizeof msg, "native sgemm: %s must be a Float32Array", name);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  if (type != napi_float32_array) {
+    snprintf(msg, sizeof msg,
+             "native sgemm: %s must be a Float32Array (the native backend is float32 only; "
+             "use --backend js for float64)",
+             name);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  /* N-API's data pointer already includes byte_offset. */
+  out->data = (float *)data;
+  out->length = length;
+  return 0;
+}
+
+static int get_int(napi_env env, napi_value v, const char *name, int64_t *out) {
+  char msg[120];
+  if (napi_get_value_int64(env, v, out) != napi_ok) {
+    snprintf(msg, sizeof msg, "native sgemm: %s must be a number", name);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  if (*out < 0 || *out > INT32_MAX) {
+    snprintf(msg, sizeof msg, "native sgemm: %s = %lld is out of range", name, (long long)*out);
+    napi_throw_range_error(env, NULL, msg);
+    return -1;
+  }
+  return 0;
+}
+
+static int get_bool(napi_env env, napi_value v, const char *name, bool *out) {
+  char msg[120];
+  if (napi_get_value_bool(env, v, out) != napi_ok) {
+    snprintf(msg, sizeof msg, "native sgemm: %s must be a boolean", name);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  return 0;
+}
+
+static int get_double(napi_env env, napi_value v, const char *name, double *out) {
+  char msg[120];
+  if (napi_get_value_double(env, v, out) != napi_ok) {
+    snprintf(msg, sizeof msg, "native sgemm: %s must be a number", name);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  return 0;
+}
+
+/*
+ * Elements a rows x cols row-major matrix with leading dimension ld spans, checked to be
+ * a valid layout (ld >= cols). Returns -1 (and throws) when ld is too small.
+ */
+static int64_t extent(napi_env env, const char *name, int64_t rows, int64_t cols, int64_t ld) {
+  char msg[160];
+  int64_t minld = cols > 1 ? cols : 1;
+  if (ld < minld) {
+    snprintf(msg, sizeof msg, "native sgemm: ld%s = %lld is smaller than the row length %lld", name,
+             (long long)ld, (long long)minld);
+    napi_throw_range_error(env, NULL, msg);
+    return -1;
+  }
+  if (rows == 0 || cols == 0) return 0;
+  return (rows - 1) * ld + cols;
+}
+
+/* Checks that `batch` matrices spanning `ext` elements each, `stride` apart, fit in the view. */
+static int fits(napi_env env, const char *name, const f32view *v, int64_t ext, int64_t stride, int64_t batch) {
+  char msg[200];
+  if (ext == 0 || batch == 0) return 0;
+  int64_t need = (batch - 1) * stride + ext;
+  if (need > (int64_t)v->length) {
+    snprintf(msg, sizeof msg, "native sgemm: %s needs %lld elements but its view has %llu", name,
+             (long long)need, (unsigned long long)v->length);
+    napi_throw_range_error(env, NULL, msg);
+    return -1;
+  }
+  return 0;
+}
+
+typedef struct {
+  bool ta, tb;
+  int64_t M, N, K, lda, ldb, ldc, sa, sb, sc, batch;
+  double alpha, beta;
+  f32view A, B, C;
+} gemm_args;
+
+/* Unpacks and validates; `batched` selects the 17-argument strided form. Returns 0 or -1 (thrown). */
+static int unpack(napi_env env, napi_callback_info info, bool batched, gemm_args *g) {
+  size_t argc = MAX_ARGS;
+  napi_value a[MAX_ARGS];
+  size_t want = batched ? 17 : 13;
+  char msg[120];
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return -1;
+  if (argc != want) {
+    snprintf(msg, sizeof msg, "native %s: expected %zu arguments, got %zu",
+             batched ? "sgemmStridedBatched" : "sgemm", want, argc);
+    napi_throw_type_error(env, NULL, msg);
+    return -1;
+  }
+  /* Argument order mirrors Kernels.gemm / gemmStridedBatched. */
+  size_t i = 0;
+  if (get_bool(env, a[i++], "transA", &g->ta) || get_bool(env, a[i++], "transB", &g->tb)) return -1;
+  if (get_int(env, a[i++], "M", &g->M) || get_int(env, a[i++], "N", &g->N) || get_int(env, a[i++], "K", &g->K))
+    return -1;
+  if (get_double(env, a[i++], "alpha", &g->alpha)) return -1;
+  if (get_f32(env, a[i++], "A", &g->A) || get_int(env, a[i++], "lda", &g->lda)) return -1;
+  g->sa = 0;
+  if (batched && get_int(env, a[i++], "strideA", &g->sa)) return -1;
+  if (get_f32(env, a[i++], "B", &g->B) || get_int(env, a[i++], "ldb", &g->ldb)) return -1;
+  g->sb = 0;
+  if (batched && get_int(env, a[i++], "strideB", &g->sb)) return -1;
+  if (get_double(env, a[i++], "beta", &g->beta)) return -1;
+  if (get_f32(env, a[i++], "C", &g->C) || get_int(env, a[i++], "ldc", &g->ldc)) return -1;
+  g->sc = 0;
+  g->batch = 1;
+  if (batched && (get_int(env, a[i++], "strideC", &g->sc) || get_int(env, a[i++], "batch", &g->batch))) return -1;
+
+  /* op(A) is M x K: stored K x M when transposed. */
+  int64_t ea = g->ta ? extent(env, "a", g->K, g->M, g->lda) : extent(env, "a", g->M, g->K, g->lda);
+  if (ea < 0) return -1;
+  int64_t eb = g->tb ? extent(env, "b", g->N, g->K, g->ldb) : extent(env, "b", g->K, g->N, g->ldb);
+  if (eb < 0) return -1;
+  int64_t ec = extent(env, "c", g->M, g->N, g->ldc);
+  if (ec < 0) return -1;
+  if (g->M == 0 || g->N == 0) return 0; /* nothing to write */
+  if (g->K == 0) ea = eb = 0;           /* A and B are not read */
+  if (fits(env, "A", &g->A, ea, g->sa, g->batch) || fits(env, "B", &g->B, eb, g->sb, g->batch) ||
+      fits(env, "C", &g->C, ec, g->sc, g->batch))
+    return -1;
+  return 0;
+}
+
+static void run(const gemm_args *g) {
+  if (g->M == 0 || g->N == 0 || g->batch == 0) return;
+  if (g->K == 0) {
+    /* BLAS implementations differ on K = 0; the contract says C = beta*C (C not read if beta = 0). */
+    for (int64_t b = 0; b < g->batch; b++) {
+      float *c = g->C.data + b * g->sc;
+      for (int64_t i = 0; i < g->M; i++)
+        for (int64_t j = 0; j < g->N; j++) c[i * g->ldc + j] = g->beta == 0 ? 0.0f : (float)(g->beta * c[i * g->ldc + j]);
+    }
+    return;
+  }
+  enum CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans;
+  enum CBLAS_TRANSPOSE tb = g->tb ? CblasTrans : CblasNoTrans;
+  for (int64_t b = 0; b < g->batch; b++) {
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)g->M, (int)g->N, (int)g->K, (float)g->alpha,
+                g->A.data + b * g->sa, (int)g->lda, g->B.data + b * g->sb, (int)g->ldb, (float)g->beta,
+                g->C.data + b * g->sc, (int)g->ldc);
+  }
+}
+
+static napi_value Sgemm(napi_env env, napi_callback_info info) {
+  gemm_args g;
+  if (unpack(env, info, false, &g)) return NULL;
+  run(&g);
+  return NULL;
+}
+
+static napi_value SgemmStridedBatched(napi_env env, napi_callback_info info) {
+  gemm_args g;
+  if (unpack(env, info, true, &g)) return NULL;
+  run(&g);
+  return NULL;
+}
+
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  int32_t n;
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (argc != 1 || napi_get_value_int32(env, a[0], &n) != napi_ok) THROW_TYPE(env, "native setThreads: expected one number");
+  if (n < 1 || n > 1024) THROW_RANGE(env, "native setThreads: thread count must be between 1 and 1024");
+  if (p_set_threads) p_set_threads(n);
+  return NULL;
+}
+
+static napi_value GetThreads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_create_int32(env, p_get_threads ? p_get_threads() : 1, &out);
+  return out;
+}
+
+/*
+ * "OpenBLAS 0.3.21 (core Cooperlake, /lib/.../libopenblas.so.0)": what `pocketlm doctor` shows.
+ * The core matters: a CPU this OpenBLAS does not know gets the slow generic kernels.
+ */
+static void describe_library(char *buf, size_t size) {
+  Dl_info dli;
+  const char *path = "unknown path";
+  if (dladdr((void *)&cblas_sgemm, &dli) && dli.dli_fname) path = dli.dli_fname;
+  if (p_get_config) {
+    /* The config string is "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ...": keep name and version. */
+    const char *cfg = p_get_config();
+    char name[64] = "OpenBLAS";
+    if (cfg) {
+      const char *sp = strchr(cfg, ' ');
+      if (sp) sp = strchr(sp + 1, ' ');
+      size_t n = sp ? (size_t)(sp - cfg) : strlen(cfg);
+      if (n >= sizeof name) n = sizeof name - 1;
+      memcpy(name, cfg, n);
+      name[n] = 0;
+    }
+    const char *core = p_get_corename ? p_get_corename() : NULL;
+    snprintf(buf, size, "%s (core %s, %s)", name, core ? core : "unknown", path);
+  } else {
+    snprintf(buf, size, "CBLAS (%s)", path);
+  }
+}
+
+static napi_status export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  napi_status s = napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
+  if (s != napi_ok) return s;
+  return napi_set_named_property(env, exports, name, fn);
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  p_set_threads = (set_threads_fn)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+  p_get_threads = (get_threads_fn)dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+  p_get_config = (get_config_fn)dlsym(RTLD_DEFAULT, "openblas_get_config");
+  p_get_corename = (get_corename_fn)dlsym(RTLD_DEFAULT, "openblas_get_corename");
+
+  char lib[512];
+  describe_library(lib, sizeof lib);
+  napi_value s, b;
+  if (export_fn(env, exports, "sgemm", Sgemm) != napi_ok ||
+      export_fn(env, exports, "sgemmStridedBatched", SgemmStridedBatched) != napi_ok ||
+      export_fn(env, exports, "setThreads", SetThreads) != napi_ok ||
+      export_fn(env, exports, "getThreads", GetThreads) != napi_ok)
+    return NULL;
+  napi_create_string_utf8(env, lib, NAPI_AUTO_LENGTH, &s);
+  napi_set_named_property(env, exports, "library", s);
+  napi_get_boolean(env, p_set_threads != NULL, &b);
+  napi_set_named_property(env, exports, "threadControl", b);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
