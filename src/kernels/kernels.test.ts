@@ -1,0 +1,433 @@
+/**
+ * The shared kernel suite: every backend available on this machine (js, wasm, native; 1 and
+ * 2 threads) against a float64 reference, the js kernels run on Float64Array copies of the
+ * very same (float32) inputs. Backends that cannot be created here are skipped, not failed.
+ *
+ * Every buffer is allocated from the backend's own arena and carries GUARD extra elements
+ * past what the kernel may touch; the reference copies them unchanged, so a write out of
+ * bounds (or into gemm row padding) shows up as a mismatch.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createBackend, type Backend } from './index.js';
+import type { Arena } from './arena.js';
+import { ropeTables, type FloatArray, type Kernels } from './types.js';
+import { createJsKernels } from './js/index.js';
+import { assertAllClose, fillInts, fillNormal, fillUniform, maxAbs, seededRng, toFloat64, type Rng } from './testing.js';
+
+/** The awkward sizes: 1, odd, just over / under multiples of SIMD widths and tile sizes. */
+const SIZES = [1, 3, 17, 63, 129];
+const GUARD = 16;
+
+/**
+ * gemm: float32 accumulation of K products has error ~ eps * sqrt(K) * sum_k |a_ik b_kj|
+ * (random rounding; K * eps is the worst case). So each element's error is bounded by
+ * GEMM_TOL(K) times its own magnitude |alpha| sum_k |a_ik||b_kj| + |beta||c_ij|, which a
+ * missing term (~1/K of that magnitude) or a wrong index (~1) exceeds by far.
+ */
+const GEMM_TOL = (K: number): number => 1e-5 * Math.sqrt(K);
+/**
+ * Other kernels: a few float32 roundings per element (float32 eps = 6e-8), plus the error of
+ * a SIMD exp/log approximation (~1e-7 relative), so 1e-5 relative. The absolute part is
+ * scaled to the tensor (ATOL_FRAC * its largest |value|): it covers results that are small
+ * because of cancellation in a reduction (rmsnorm's mean, softmax's weighted sum).
+ */
+const RTOL = 1e-5;
+const ATOL_FRAC = 1e-5;
+/** sumSquares: n positive terms accumulated at worst in float32: ~eps * sqrt(n) relative, 16x headroom. */
+const SUMSQ_RTOL = (n: number): number => 1e-6 * Math.sqrt(n);
+
+const ref = createJsKernels();
+
+function close(actual: FloatArray, expected: Float64Array, label: string, rtol = RTOL, atolFrac = ATOL_FRAC): void {
+  assertAllClose(actual, expected, { rtol, atol: atolFrac * Math.max(maxAbs(expected), 1e-30), label });
+}
+
+/** n + GUARD floats from the arena, all filled uniform in [lo, hi). */
+function randFloats(arena: Arena, rng: Rng, n: number, lo = -1, hi = 1): FloatArray {
+  return fillUniform(arena.floats(n + GUARD), rng, lo, hi);
+}
+
+function nanFloats(arena: Arena, n: number): FloatArray {
+  return arena.floats(n + GUARD).fill(NaN);
+}
+
+/** Runs fn with arena scratch space that is released afterwards. */
+function scoped<T>(arena: Arena, fn: () => T): T {
+  const m = arena.mark();
+  try {
+    return fn();
+  } finally {
+    arena.release(m);
+  }
+}
+
+function absCopy(x: FloatArray): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = Math.abs(x[i]);
+  return out;
+}
+
+/**
+ * Checks C against Cref element by element with the per-element bound GEMM_TOL(K) * mag.
+ * Outside the M x N block mag is 0, so padding and guard must come back bit-identical
+ * (NaN stays NaN).
+ */
+function checkGemm(C: FloatArray, Cref: Float64Array, mag: Float64Array, K: number, label: string): void {
+  const tol = GEMM_TOL(K);
+  for (let i = 0; i < Cref.length; i++) {
+    const a = C[i];
+    const e = Cref[i];
+    if (Number.isNaN(e) && Number.isNaN(a)) continue;
+    const err = Math.abs(a - e);
+    if (!(err <= tol * mag[i])) {
+      assert.fail(`${label}: C[${i}] = ${a}, expected ${e} (|err| ${err.toExponential(3)} > ${tol.toExponential(2)} * magnitude ${mag[i].toExponential(3)})`);
+    }
+  }
+}
+
+interface GemmShape { tA: boolean; tB: boolean; M: number; N: number; K: number; alpha: number; beta: number }
+
+/** Allocates A, B, C with padded leading dimensions, runs one (batched) gemm on both sides, compares. */
+function runGemmCase(k: Kernels, arena: Arena, rng: Rng, s: GemmShape, batch: number): void {
+  const { tA, tB, M, N, K, alpha, beta } = s;
+  // Padding that varies with the shape, so a kernel using the minimal ld somewhere is caught.
+  const lda = (tA ? M : K) + 1 + ((M + 2 * N + K) % 4);
+  const ldb = (tB ? K : N) + 1 + ((M + N + 3 * K) % 3);
+  const ldc = N + 2 + ((2 * M + N + K) % 3);
+  const rowsA = tA ? K : M;
+  const rowsB = tB ? N : K;
+  const strideA = rowsA * lda + 5;
+  const strideB = rowsB * ldb + 3;
+  const strideC = M * ldc + 7;
+  const lenA = (batch - 1) * strideA + rowsA * lda;
+  const lenB = (batch - 1) * strideB + rowsB * ldb;
+  const lenC = (batch - 1) * strideC + M * ldc;
+  scoped(arena, () => {
+    const A = randFloats(arena, rng, lenA);
+    const B = randFloats(arena, rng, lenB);
+    // Padding of A and B is NaN: a kernel that reads it (wrong ld) poisons its result.
+    poisonPadding(A, batch, strideA, rowsA, lda, tA ? M : K);
+    poisonPadding(B, batch, strideB, rowsB, ldb, tB ? K : N);
+    const C = beta === 0 ? nanFloats(arena, lenC) : randFloats(arena, rng, lenC);
+    const A64 = toFloat64(A);
+    const B64 = toFloat64(B);
+    const C64 = toFloat64(C);
+    const mag = new Float64Array(C.length);
+    const absC = absCopy(C);
+    if (beta === 0) absC.fill(0);
+    if (batch === 1) {
+      k.gemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      ref.gemm(tA, tB, M, N, K, alpha, A64, lda, B64, ldb, beta, C64, ldc);
+      ref.gemm(tA, tB, M, N, K, Math.abs(alpha), absCopy(A), lda, absCopy(B), ldb, 0, mag, ldc);
+    } else {
+      k.gemmStridedBatched(tA, tB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch);
+      ref.gemmStridedBatched(tA, tB, M, N, K, alpha, A64, lda, strideA, B64, ldb, strideB, beta, C64, ldc, strideC, batch);
+      ref.gemmStridedBatched(tA, tB, M, N, K, Math.abs(alpha), absCopy(A), lda, strideA, absCopy(B), ldb, strideB, 0, mag, ldc, strideC, batch);
+    }
+    // Only the M x N blocks got a magnitude; add |beta| |C| there (absC is 0 elsewhere via mag = 0).
+    for (let i = 0; i < mag.length; i++) if (mag[i] !== 0) mag[i] += Math.abs(beta) * absC[i];
+    const label = `gemm${batch > 1 ? `StridedBatched(batch ${batch})` : ''} ${tA ? 't' : 'n'}${tB ? 't' : 'n'} M=${M} N=${N} K=${K} lda=${lda} ldb=${ldb} ldc=${ldc} alpha=${alpha} beta=${beta}`;
+    checkGemm(C, C64, mag, K, label);
+  });
+}
+
+function poisonPadding(X: FloatArray, batch: number, stride: number, rows: number, ld: number, cols: number): void {
+  for (let b = 0; b < batch; b++) {
+    for (let r = 0; r < rows; r++) X.fill(NaN, b * stride + r * ld + cols, b * stride + r * ld + ld);
+    if (b < batch - 1) X.fill(NaN, b * stride + rows * ld, (b + 1) * stride);
+  }
+}
+
+const FORMS: Array<[boolean, boolean]> = [[false, false], [true, false], [false, true], [true, true]];
+
+type Case = (k: Kernels, arena: Arena, rng: Rng) => void;
+
+const CASES: Array<[string, Case]> = [
+  ['gemm: all forms, M/N/K in {1,3,17,63,129}, padded ld, beta 0 (NaN C) and 1', (k, arena, rng) => {
+    for (const [tA, tB] of FORMS) {
+      for (const M of SIZES) for (const N of SIZES) for (const K of SIZES) {
+        runGemmCase(k, arena, rng, { tA, tB, M, N, K, alpha: 1, beta: 0 }, 1);
+        runGemmCase(k, arena, rng, { tA, tB, M, N, K, alpha: -0.75, beta: 1 }, 1);
+      }
+    }
+  }],
+  ['gemm: alpha != 1 with beta 0, and beta 0.5', (k, arena, rng) => {
+    for (const [tA, tB] of FORMS) {
+      runGemmCase(k, arena, rng, { tA, tB, M: 17, N: 63, K: 129, alpha: 1.5, beta: 0 }, 1);
+      runGemmCase(k, arena, rng, { tA, tB, M: 63, N: 17, K: 3, alpha: 0.125, beta: 0.5 }, 1);
+    }
+  }],
+  ['gemmStridedBatched: batch 3, all forms, gaps between matrices', (k, arena, rng) => {
+    for (const [tA, tB] of FORMS) {
+      for (const M of [1, 17, 63]) for (const N of [3, 17, 63]) for (const K of [1, 17, 129]) {
+        runGemmCase(k, arena, rng, { tA, tB, M, N, K, alpha: 0.5, beta: 0 }, 3);
+        runGemmCase(k, arena, rng, { tA, tB, M, N, K, alpha: 1, beta: 1 }, 3);
+      }
+    }
+  }],
+  ['gemmStridedBatched: attention shapes (T=64, D=32, 6 heads)', (k, arena, rng) => {
+    runGemmCase(k, arena, rng, { tA: false, tB: true, M: 64, N: 64, K: 32, alpha: 1, beta: 0 }, 6);
+    runGemmCase(k, arena, rng, { tA: false, tB: false, M: 64, N: 32, K: 64, alpha: 1, beta: 0 }, 6);
+    runGemmCase(k, arena, rng, { tA: true, tB: false, M: 64, N: 32, K: 64, alpha: 1, beta: 1 }, 6);
+  }],
+  ['embedding forward/backward (duplicate tokens)', (k, arena, rng) => {
+    const V = 29;
+    for (const N of SIZES) for (const C of SIZES) scoped(arena, () => {
+      const tokens = fillInts(arena.ints(N), rng, V);
+      const table = randFloats(arena, rng, V * C);
+      const out = nanFloats(arena, N * C);
+      const out64 = toFloat64(out);
+      k.embeddingForward(out, tokens, table, N, C);
+      ref.embeddingForward(out64, tokens, toFloat64(table), N, C);
+      close(out, out64, `embeddingForward N=${N} C=${C}`, 0, 0); // a copy: exact
+      const dtable = randFloats(arena, rng, V * C);
+      const dout = randFloats(arena, rng, N * C);
+      const dtable64 = toFloat64(dtable);
+      k.embeddingBackward(dtable, dout, tokens, N, C);
+      ref.embeddingBackward(dtable64, toFloat64(dout), tokens, N, C);
+      close(dtable, dtable64, `embeddingBackward N=${N} C=${C}`);
+    });
+  }],
+  ['rmsnorm forward/backward', (k, arena, rng) => {
+    for (const N of SIZES) for (const C of SIZES) scoped(arena, () => {
+      const eps = 1e-5;
+      const inp = randFloats(arena, rng, N * C, -2, 2);
+      const w = randFloats(arena, rng, C, -1.5, 1.5);
+      const out = nanFloats(arena, N * C);
+      const rstd = nanFloats(arena, N);
+      const out64 = toFloat64(out);
+      const rstd64 = toFloat64(rstd);
+      const inp64 = toFloat64(inp);
+      const w64 = toFloat64(w);
+      k.rmsnormForward(out, rstd, inp, w, N, C, eps);
+      ref.rmsnormForward(out64, rstd64, inp64, w64, N, C, eps);
+      close(out, out64, `rmsnormForward out N=${N} C=${C}`);
+      close(rstd, rstd64, `rmsnormForward rstd N=${N} C=${C}`);
+      // Backward gets identical inputs on both sides: the backend's own (float32) rstd.
+      const dinp = randFloats(arena, rng, N * C);
+      const dw = randFloats(arena, rng, C);
+      const dout = randFloats(arena, rng, N * C);
+      const dinp64 = toFloat64(dinp);
+      const dw64 = toFloat64(dw);
+      k.rmsnormBackward(dinp, dw, dout, inp, w, rstd, N, C);
+      ref.rmsnormBackward(dinp64, dw64, toFloat64(dout), inp64, w64, toFloat64(rstd), N, C);
+      close(dinp, dinp64, `rmsnormBackward dinp N=${N} C=${C}`);
+      close(dw, dw64, `rmsnormBackward dweight N=${N} C=${C}`);
+    });
+  }],
+  ['rope forward/backward (strided rows, untouched tail)', (k, arena, rng) => {
+    const shapes = [
+      { B: 1, T: 1, H: 1, D: 2, stride: 2 },
+      { B: 2, T: 3, H: 1, D: 2, stride: 5 },
+      { B: 2, T: 17, H: 3, D: 8, stride: 3 * 3 * 8 }, // q of a fused qkv row
+      { B: 3, T: 63, H: 2, D: 64, stride: 2 * 64 + 3 },
+      { B: 1, T: 129, H: 4, D: 16, stride: 64 },
+    ];
+    for (const { B, T, H, D, stride } of shapes) scoped(arena, () => {
+      const nRows = B * T;
+      const cos = arena.floats((T * D) / 2);
+      const sin = arena.floats((T * D) / 2);
+      ropeTables(cos, sin, T, D, 10000);
+      const cos64 = toFloat64(cos);
+      const sin64 = toFloat64(sin);
+      const x = randFloats(arena, rng, nRows * stride);
+      const x64 = toFloat64(x);
+      k.ropeForward(x, nRows, T, H, D, stride, cos, sin);
+      ref.ropeForward(x64, nRows, T, H, D, stride, cos64, sin64);
+      close(x, x64, `ropeForward B=${B} T=${T} H=${H} D=${D} stride=${stride}`);
+      const dx = randFloats(arena, rng, nRows * stride);
+      const dx64 = toFloat64(dx);
+      k.ropeBackward(dx, nRows, T, H, D, stride, cos, sin);
+      ref.ropeBackward(dx64, nRows, T, H, D, stride, cos64, sin64);
+      close(dx, dx64, `ropeBackward B=${B} T=${T} H=${H} D=${D} stride=${stride}`);
+    });
+  }],
+  ['softmaxCausal forward/backward (NaN above the diagonal is ignored)', (k, arena, rng) => {
+    const cases: Array<[number, number, number]> = SIZES.map((T) => [T, 0.125, 8]);
+    cases.push([17, 1, 200], [63, 1, 200]); // scores far beyond exp's float32 range: needs the max shift
+    for (const [T, scale, spread] of cases) scoped(arena, () => {
+      const nMat = 3;
+      const att = randFloats(arena, rng, nMat * T * T, -spread, spread);
+      for (let m = 0; m < nMat; m++) for (let t = 0; t < T; t++) att.fill(NaN, (m * T + t) * T + t + 1, (m * T + t + 1) * T);
+      const att64 = toFloat64(att);
+      k.softmaxCausalForward(att, nMat, T, scale);
+      ref.softmaxCausalForward(att64, nMat, T, scale);
+      const label = `softmaxCausalForward nMat=${nMat} T=${T} scale=${scale} spread=${spread}`;
+      close(att, att64, label);
+      for (let m = 0; m < nMat; m++) for (let t = 0; t < T; t++) for (let j = t + 1; j < T; j++) {
+        assert.equal(att[(m * T + t) * T + j], 0, `${label}: att[${m}][${t}][${j}] above the diagonal is not 0`);
+      }
+      const datt = randFloats(arena, rng, nMat * T * T);
+      const datt64 = toFloat64(datt);
+      k.softmaxCausalBackward(datt, att, nMat, T, scale);
+      ref.softmaxCausalBackward(datt64, toFloat64(att), nMat, T, scale);
+      close(datt, datt64, `softmaxCausalBackward nMat=${nMat} T=${T} scale=${scale}`);
+    });
+  }],
+  ['swiglu forward/backward', (k, arena, rng) => {
+    for (const N of SIZES) for (const F of SIZES) scoped(arena, () => {
+      const h = randFloats(arena, rng, N * 2 * F, -6, 6);
+      const h64 = toFloat64(h);
+      const out = nanFloats(arena, N * F);
+      const out64 = toFloat64(out);
+      k.swigluForward(out, h, N, F);
+      ref.swigluForward(out64, h64, N, F);
+      close(out, out64, `swigluForward N=${N} F=${F}`);
+      const dout = randFloats(arena, rng, N * F);
+      const dh = nanFloats(arena, N * 2 * F);
+      const dh64 = toFloat64(dh);
+      k.swigluBackward(dh, dout, h, N, F);
+      ref.swigluBackward(dh64, toFloat64(dout), h64, N, F);
+      close(dh, dh64, `swigluBackward N=${N} F=${F}`);
+    });
+  }],
+  ['add / axpy / scale / sumSquares', (k, arena, rng) => {
+    for (const n of [...SIZES, 1000, 4099]) scoped(arena, () => {
+      const a = randFloats(arena, rng, n);
+      const b = randFloats(arena, rng, n);
+      const out = nanFloats(arena, n);
+      const out64 = toFloat64(out);
+      k.add(out, a, b, n);
+      ref.add(out64, toFloat64(a), toFloat64(b), n);
+      close(out, out64, `add n=${n}`);
+      const a64 = toFloat64(a);
+      k.add(a, a, b, n); // out aliases a
+      ref.add(a64, a64, toFloat64(b), n);
+      close(a, a64, `add (out = a) n=${n}`);
+      const b64 = toFloat64(b);
+      k.add(b, a, b, n); // out aliases b
+      ref.add(b64, a64, b64, n);
+      close(b, b64, `add (out = b) n=${n}`);
+      const dst = randFloats(arena, rng, n);
+      const src = randFloats(arena, rng, n);
+      const dst64 = toFloat64(dst);
+      k.axpy(dst, src, -0.375, n);
+      ref.axpy(dst64, toFloat64(src), -0.375, n);
+      close(dst, dst64, `axpy n=${n}`);
+      k.scale(dst, 1.75, n);
+      ref.scale(dst64, 1.75, n);
+      close(dst, dst64, `scale n=${n}`);
+      const x = randFloats(arena, rng, n);
+      const got = k.sumSquares(x, n);
+      const want = ref.sumSquares(toFloat64(x), n);
+      assert.ok(Math.abs(got - want) <= SUMSQ_RTOL(n) * want, `sumSquares n=${n}: ${got}, expected ${want}`);
+    });
+  }],
+  ['crossEntropy forward and fused forward+backward (also in place)', (k, arena, rng) => {
+    for (const N of [1, 3, 17]) for (const V of [...SIZES, 1000]) scoped(arena, () => {
+      const logits = fillNormal(arena.floats(N * V + GUARD), rng, 4);
+      // One row far outside exp's float32 range: only a max-shifted logsumexp survives it.
+      if (N > 1) fillUniform(logits.subarray(V, 2 * V), rng, -120, 120);
+      const targets = fillInts(arena.ints(N), rng, V);
+      const logits64 = toFloat64(logits);
+      const big = Math.max(1, maxAbs(logits64, N * V));
+      const lossTol = { rtol: RTOL, atol: 1e-6 * big }; // the float32 logsumexp is off by ~eps * max|logit|
+      const losses = nanFloats(arena, N);
+      const losses64 = toFloat64(losses);
+      k.crossEntropyForward(losses, logits, targets, N, V);
+      ref.crossEntropyForward(losses64, logits64, targets, N, V);
+      assertAllClose(losses, losses64, { ...lossTol, label: `crossEntropyForward N=${N} V=${V}` });
+      assertAllClose(logits, logits64, { rtol: 0, atol: 0, label: `crossEntropyForward left logits unchanged N=${N} V=${V}` });
+
+      const dscale = 1 / N;
+      const dTol = { rtol: 2 * RTOL, atol: dscale * 1e-6 * big };
+      const dlogits = nanFloats(arena, N * V);
+      const dlogits64 = toFloat64(dlogits);
+      losses.fill(NaN);
+      k.crossEntropyForwardBackward(dlogits, losses, logits, targets, N, V, dscale);
+      ref.crossEntropyForwardBackward(dlogits64, losses64, logits64, targets, N, V, dscale);
+      assertAllClose(losses, losses64, { ...lossTol, label: `crossEntropyForwardBackward losses N=${N} V=${V}` });
+      assertAllClose(dlogits, dlogits64, { ...dTol, label: `crossEntropyForwardBackward dlogits N=${N} V=${V}` });
+
+      losses.fill(NaN);
+      k.crossEntropyForwardBackward(logits, losses, logits, targets, N, V, dscale); // in place
+      assertAllClose(losses, losses64, { ...lossTol, label: `crossEntropyForwardBackward in place losses N=${N} V=${V}` });
+      assertAllClose(logits, dlogits64, { ...dTol, n: N * V, label: `crossEntropyForwardBackward in place dlogits N=${N} V=${V}` });
+      assertAllClose(logits.subarray(N * V), logits64.subarray(N * V), { rtol: 0, atol: 0, label: `crossEntropyForwardBackward in place: guard after logits N=${N} V=${V}` });
+    });
+  }],
+  ['optimizer updates: AdamW, Lion, Schedule-Free AdamW over 3 steps', (k, arena, rng) => {
+    const n = 1037;
+    const b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
+    const optTol = (x: FloatArray, x64: Float64Array, label: string): void =>
+      assertAllClose(x, x64, { rtol: RTOL, atol: 1e-7, n: n + GUARD, label });
+    scoped(arena, () => {
+      const p = randFloats(arena, rng, n), m = arena.floats(n + GUARD), v = arena.floats(n + GUARD);
+      const p64 = toFloat64(p), m64 = toFloat64(m), v64 = toFloat64(v);
+      for (let t = 1; t <= 3; t++) {
+        const g = fillNormal(arena.floats(n + GUARD), rng, 0.1);
+        const lr = 0.01 * t;
+        k.adamwUpdate(p, g, m, v, n, lr, b1, b2, eps, wd, 1 - b1 ** t, 1 - b2 ** t);
+        ref.adamwUpdate(p64, toFloat64(g), m64, v64, n, lr, b1, b2, eps, wd, 1 - b1 ** t, 1 - b2 ** t);
+        optTol(p, p64, `adamw p step ${t}`);
+        optTol(m, m64, `adamw m step ${t}`);
+        optTol(v, v64, `adamw v step ${t}`);
+      }
+    });
+    scoped(arena, () => {
+      const p = randFloats(arena, rng, n), m = randFloats(arena, rng, n, -0.1, 0.1);
+      const p64 = toFloat64(p), m64 = toFloat64(m);
+      for (let t = 1; t <= 3; t++) {
+        const g = fillNormal(arena.floats(n + GUARD), rng, 0.1);
+        k.lionUpdate(p, g, m, n, 1e-3, b1, 0.99, wd);
+        ref.lionUpdate(p64, toFloat64(g), m64, n, 1e-3, b1, 0.99, wd);
+        optTol(p, p64, `lion p step ${t}`);
+        optTol(m, m64, `lion m step ${t}`);
+      }
+    });
+    scoped(arena, () => {
+      const y = randFloats(arena, rng, n), z = randFloats(arena, rng, n), x = randFloats(arena, rng, n), v = arena.floats(n + GUARD);
+      const y64 = toFloat64(y), z64 = toFloat64(z), x64 = toFloat64(x), v64 = toFloat64(v);
+      let sumLr2 = 0;
+      for (let t = 1; t <= 3; t++) {
+        const g = fillNormal(arena.floats(n + GUARD), rng, 0.1);
+        const lr = 0.01 * t;
+        sumLr2 += lr * lr;
+        const ck = (lr * lr) / sumLr2;
+        k.scheduleFreeAdamwUpdate(y, g, z, x, v, n, lr, b1, b2, eps, wd, ck, 1 - b2 ** t);
+        ref.scheduleFreeAdamwUpdate(y64, toFloat64(g), z64, x64, v64, n, lr, b1, b2, eps, wd, ck, 1 - b2 ** t);
+        optTol(y, y64, `sfadamw y step ${t}`);
+        optTol(z, z64, `sfadamw z step ${t}`);
+        optTol(x, x64, `sfadamw x step ${t}`);
+        optTol(v, v64, `sfadamw v step ${t}`);
+      }
+    });
+  }],
+];
+
+const CONFIGS: Array<{ backend: 'js' | 'wasm' | 'native'; threads: number }> = [
+  { backend: 'js', threads: 1 },
+  { backend: 'wasm', threads: 1 },
+  { backend: 'wasm', threads: 2 },
+  { backend: 'native', threads: 1 },
+  { backend: 'native', threads: 2 },
+];
+
+for (const cfg of CONFIGS) {
+  test(`kernels: ${cfg.backend} backend, threads=${cfg.threads}, vs float64 js reference`, async (t) => {
+    let be: Backend;
+    try {
+      be = await createBackend({ ...cfg, initialBytes: 32 << 20 });
+    } catch (e) {
+      t.skip(`${cfg.backend} backend not available here: ${(e as Error).message}`);
+      return;
+    }
+    try {
+      assert.equal(be.info.name, cfg.backend);
+      assert.equal(be.kernels.name, cfg.backend);
+      for (const [name, fn] of CASES) {
+        // A fixed seed per case: a failure reproduces alone, whatever ran before it.
+        await t.test(name, () => fn(be.kernels, be.arena, seededRng(hashName(name))));
+      }
+    } finally {
+      await be.dispose();
+    }
+  });
+}
+
+function hashName(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
