@@ -1,9 +1,7 @@
-import type { Kernels } from '../types.js';
-// Placeholder: the N-API CBLAS addon lands here.
-export interface NativeBlas { sgemm(...args: unknown[]): void }
-export function loadNativeBlas(): { ok: true; addon: NativeBlas; library: string } | { ok: false; reason: string } {
-  return { ok: false, reason: 'native addon not built yet' };
-}
-export function createNativeKernels(_base: Kernels, _addon: NativeBlas, _opts: { threads: number }): Kernels {
-  throw new Error('native kernels not built yet');
-}
+/**
+ * The native backend: matrix products by a CBLAS (OpenBLAS) through the N-API addon in
+ * native/, everything else by the wasm kernels it wraps.
+ */
+export { loadNativeBlas, addonPath, openblasCoretypeFor, openblasEnv, OPENBLAS_THREAD_TIMEOUT_LOG2 } from './load.js';
+export type { NativeBlas, NativeLoad } from './load.js';
+export { createNativeKernels } from './kernels.js';

@@ -1,0 +1,58 @@
+import type { FloatArray, Kernels } from '../types.js';
+import type { NativeBlas } from './load.js';
+
+/** Every kernel except the matrix products goes to the base (wasm) backend unchanged. */
+const DELEGATED = [
+  'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward', 'ropeForward', 'ropeBackward',
+  'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale',
+  'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate',
+  'scheduleFreeAdamwUpdate',
+] as const;
+type Delegated = (typeof DELEGATED)[number];
+type Own = 'name' | 'threads' | 'gemm' | 'gemmStridedBatched' | 'dispose';
+// A kernel added to the interface but missing from DELEGATED is a compile error here.
+type Missing = Exclude<keyof Kernels, Delegated | Own>;
+const allDelegated: [Missing] extends [never] ? true : Missing = true;
+void allDelegated;
+
+function delegate(base: Kernels): Pick<Kernels, Delegated> {
+  const out: Partial<Record<Delegated, unknown>> = {};
+  for (const name of DELEGATED) out[name] = (base[name] as (...a: unknown[]) => unknown).bind(base);
+  return out as Pick<Kernels, Delegated>;
+}
+
+/**
+ * Kernels named 'native': gemm and gemmStridedBatched by the CBLAS addon (float32 views
+ * into the shared arena; a Float64Array is rejected with a TypeError by the addon), all
+ * else by `base`. OpenBLAS's thread count is process-wide, so each product sets it to
+ * `threads` when another kernel set (say a benchmark's 1-thread one) changed it.
+ *
+ * The products run synchronously on the calling thread, so they never overlap in time
+ * with the base's worker pool; OpenBLAS's idle threads are told to sleep soon after a
+ * call (OPENBLAS_THREAD_TIMEOUT, set by loadNativeBlas) so they do not steal its cores.
+ */
+export function createNativeKernels(base: Kernels, addon: NativeBlas, opts: { threads: number }): Kernels {
+  const threads = Math.max(1, Math.floor(opts.threads));
+  const control = addon.threadControl;
+  if (control) addon.setThreads(threads);
+  const useThreads = (): void => {
+    if (control && addon.getThreads() !== threads) addon.setThreads(threads);
+  };
+  return {
+    ...delegate(base),
+    name: 'native',
+    threads,
+    gemm(transA, transB, M, N, K, alpha, A: FloatArray, lda, B: FloatArray, ldb, beta, C: FloatArray, ldc): void {
+      useThreads();
+      addon.sgemm(transA, transB, M, N, K, alpha, A as Float32Array, lda, B as Float32Array, ldb, beta, C as Float32Array, ldc);
+    },
+    gemmStridedBatched(transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch): void {
+      useThreads();
+      addon.sgemmStridedBatched(
+        transA, transB, M, N, K, alpha, A as Float32Array, lda, strideA, B as Float32Array, ldb, strideB,
+        beta, C as Float32Array, ldc, strideC, batch,
+      );
+    },
+    dispose: () => base.dispose(),
+  };
+}
