@@ -1,0 +1,63 @@
+import { UserError } from '../util/errors.js';
+
+/**
+ * The model's shape and init. Field names are the TOML keys of `[model]` in presets/*.toml
+ * (snake_case, no mapping layer), so `--set model.d_model=256` names exactly this field.
+ */
+export interface ModelConfig {
+  vocab_size: number;
+  d_model: number;
+  n_layer: number;
+  n_head: number;
+  /** Context length T: every training window and the RoPE tables have this many positions. */
+  seq_len: number;
+  /** SwiGLU hidden width F; the fused gate|up projection is [d_model, 2F]. */
+  ffn_hidden: number;
+  /** When true the LM head reuses the token embedding `wte` (no `lm_head` tensor). */
+  tie_embeddings: boolean;
+  rope_theta: number;
+  norm_eps: number;
+  /** Standard deviation of the normal init of every weight matrix (residual projections scaled). */
+  init_std: number;
+}
+
+/**
+ * The documented default SwiGLU width: 8/3 * d (which keeps the MLP's parameter count equal to a
+ * 4d GELU MLP, as in Llama), rounded to the nearest multiple of 32 (SIMD- and cache-friendly),
+ * at least 32. Presets set `ffn_hidden` explicitly; this is for configs that leave it out.
+ */
+export function defaultFfnHidden(d: number): number {
+  return Math.max(32, Math.round((8 * d) / 3 / 32) * 32);
+}
+
+function positiveInt(cfg: ModelConfig, key: keyof ModelConfig): void {
+  const v = cfg[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+    throw new UserError(`model.${key} must be a positive integer (got ${String(v)})`);
+  }
+}
+
+function positiveNumber(cfg: ModelConfig, key: keyof ModelConfig): void {
+  const v = cfg[key];
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+    throw new UserError(`model.${key} must be a positive number (got ${String(v)})`);
+  }
+}
+
+/** Throws a one-line UserError naming the first field that cannot build a model. */
+export function validateModelConfig(cfg: ModelConfig): void {
+  for (const k of ['vocab_size', 'd_model', 'n_layer', 'n_head', 'seq_len', 'ffn_hidden'] as const) positiveInt(cfg, k);
+  for (const k of ['rope_theta', 'norm_eps', 'init_std'] as const) positiveNumber(cfg, k);
+  if (typeof cfg.tie_embeddings !== 'boolean') throw new UserError(`model.tie_embeddings must be true or false (got ${String(cfg.tie_embeddings)})`);
+  if (cfg.d_model % cfg.n_head !== 0) {
+    throw new UserError(`model.d_model (${cfg.d_model}) must be a multiple of model.n_head (${cfg.n_head})`);
+  }
+  if ((cfg.d_model / cfg.n_head) % 2 !== 0) {
+    throw new UserError(`model.d_model / model.n_head (head size ${cfg.d_model / cfg.n_head}) must be even for RoPE`);
+  }
+}
+
+/** Head size D = d_model / n_head. */
+export function headDim(cfg: ModelConfig): number {
+  return cfg.d_model / cfg.n_head;
+}

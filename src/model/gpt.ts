@@ -1,0 +1,233 @@
+import type { Arena } from '../kernels/arena.js';
+import { ropeTables, type FloatArray, type Kernels } from '../kernels/types.js';
+import { UserError } from '../util/errors.js';
+import { planActivations, type Activations } from './activations.js';
+import { AttentionPlan, attentionBackward, attentionForward } from './attention.js';
+import { headDim, validateModelConfig, type ModelConfig } from './config.js';
+import { planLayout, weightViews, type ModelWeights, type ParamTensor, type PlannedTensor } from './layout.js';
+import { lmHeadBackward, lmHeadForward } from './linear.js';
+import { mlpBackward, mlpForward, type MlpPlan } from './mlp.js';
+import { mulberry32, normalSampler } from './rng.js';
+
+export type { ParamTensor } from './layout.js';
+
+/**
+ * The GPT (Llama-style): token embedding -> n_layer x [RMSNorm -> attention (fused QKV, RoPE,
+ * causal softmax) -> out-proj -> residual; RMSNorm -> SwiGLU MLP (fused gate|up) -> down-proj ->
+ * residual] -> final RMSNorm -> LM head (tied to wte or not) -> mean cross-entropy (nats).
+ *
+ * Parameters, gradients and activations are planned and allocated once in the constructor;
+ * forward/backward allocate nothing. All arithmetic goes through `Kernels`, so every backend
+ * runs the model (float64 on the js backend with a `HeapArena('f64')` for gradient checks).
+ */
+export class GPT {
+  readonly config: ModelConfig;
+  readonly batchSize: number;
+  readonly params: FloatArray;
+  readonly grads: FloatArray;
+  readonly tensors: ParamTensor[];
+  readonly numParams: number;
+
+  private readonly k: Kernels;
+  private readonly planned: PlannedTensor[];
+  /** Named views into params / grads. */
+  readonly w: ModelWeights;
+  readonly g: ModelWeights;
+  /** RoPE tables [seq_len, head_dim / 2]. */
+  readonly ropeCos: FloatArray;
+  readonly ropeSin: FloatArray;
+  private readonly acts: Activations;
+  private readonly attn: AttentionPlan[];
+  private readonly mlp: MlpPlan[];
+  /** Our own copies of the ids (arena memory, so every backend can read them). */
+  private readonly inputIds: Int32Array;
+  private readonly targetIds: Int32Array;
+  /** logits views [B*T, V] for each B in 1..batchSize (made once). */
+  private readonly logitViews: FloatArray[];
+  private lastB = 0;
+  /** 'none' before any forward; 'loss' after a forward with targets; 'logits' without. */
+  private state: 'none' | 'loss' | 'logits' = 'none';
+
+  constructor(config: ModelConfig, kernels: Kernels, arena: Arena, batchSize: number) {
+    validateModelConfig(config);
+    if (!Number.isInteger(batchSize) || batchSize <= 0) throw new UserError(`batch size must be a positive integer (got ${batchSize})`);
+    this.config = { ...config };
+    this.batchSize = batchSize;
+    this.k = kernels;
+    const layout = planLayout(config);
+    this.planned = layout.tensors;
+    this.tensors = layout.tensors.map(({ name, offset, size, shape, decay }) => ({ name, offset, size, shape: [...shape], decay }));
+    this.numParams = layout.numParams;
+    this.params = arena.floats(this.numParams);
+    this.grads = arena.floats(this.numParams);
+    this.w = weightViews(this.params, layout, config);
+    this.g = weightViews(this.grads, layout, config);
+
+    const T = config.seq_len;
+    const C = config.d_model;
+    const D = headDim(config);
+    this.ropeCos = arena.floats((T * D) / 2);
+    this.ropeSin = arena.floats((T * D) / 2);
+    ropeTables(this.ropeCos, this.ropeSin, T, D, config.rope_theta);
+
+    const a = planActivations(config, arena, batchSize);
+    this.acts = a;
+    this.attn = [];
+    this.mlp = [];
+    for (let l = 0; l < config.n_layer; l++) {
+      const la = a.layers[l]!;
+      this.attn.push(new AttentionPlan(
+        { maxB: batchSize, T, C, H: config.n_head },
+        {
+          x: la.ln1, qkv: la.qkv, att: la.att, atty: la.atty, y: a.y,
+          wqkv: this.w.layers[l]!.wqkv, wo: this.w.layers[l]!.wo, cos: this.ropeCos, sin: this.ropeSin,
+          dy: a.dres, dx: a.dC, dwqkv: this.g.layers[l]!.wqkv, dwo: this.g.layers[l]!.wo,
+          datty: a.dC, dqkv: a.dqkv, datt: a.datt,
+        },
+      ));
+      this.mlp.push({
+        dims: { maxB: batchSize, T, C, F: config.ffn_hidden },
+        buf: {
+          x: la.ln2, h: la.h, s: a.s, y: a.y, wGateUp: this.w.layers[l]!.wGateUp, wDown: this.w.layers[l]!.wDown,
+          dy: a.dres, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: a.dh, ds: a.s,
+        },
+      });
+    }
+    this.inputIds = arena.ints(batchSize * T);
+    this.targetIds = arena.ints(batchSize * T);
+    this.logitViews = [];
+    for (let b = 1; b <= batchSize; b++) this.logitViews.push(a.logits.subarray(0, b * T * config.vocab_size));
+  }
+
+  /**
+   * Deterministic init from `seed`: weight matrices and embeddings normal(0, init_std); the
+   * residual-branch output projections (wo, w_down) normal(0, init_std / sqrt(2 n_layer)); norm
+   * weights 1. Same seed => same parameters, in float32 and float64 alike.
+   */
+  init(seed: number): void {
+    const normal = normalSampler(mulberry32(seed));
+    const std = this.config.init_std;
+    const resStd = std / Math.sqrt(2 * this.config.n_layer);
+    for (const t of this.planned) {
+      const end = t.offset + t.size;
+      if (t.init === 'ones') {
+        this.params.fill(1, t.offset, end);
+        continue;
+      }
+      const s = t.init === 'normal_residual' ? resStd : std;
+      for (let i = t.offset; i < end; i++) this.params[i] = normal() * s;
+    }
+  }
+
+  zeroGrad(): void {
+    this.grads.fill(0);
+  }
+
+  private copyIds(dst: Int32Array, src: Int32Array, n: number, what: string): void {
+    if (src.length < n) throw new UserError(`${what}: expected at least ${n} token ids (B*seq_len), got ${src.length}`);
+    const V = this.config.vocab_size;
+    for (let i = 0; i < n; i++) {
+      const id = src[i]!;
+      if (id < 0 || id >= V) throw new UserError(`${what}: token id ${id} at index ${i} is outside the vocabulary [0, ${V})`);
+      dst[i] = id;
+    }
+  }
+
+  /**
+   * Runs the model on B*seq_len ids (B <= batchSize, rows of seq_len). With targets: returns the
+   * mean cross-entropy in nats/token and prepares backward (dlogits overwrite the logits). Without:
+   * returns NaN and leaves the logits readable through `logits()`.
+   */
+  forward(inputs: Int32Array, targets: Int32Array | null, B: number = this.batchSize): number {
+    if (!Number.isInteger(B) || B < 1 || B > this.batchSize) throw new UserError(`forward: B must be in 1..${this.batchSize} (got ${B})`);
+    const k = this.k;
+    const cfg = this.config;
+    const a = this.acts;
+    const T = cfg.seq_len;
+    const C = cfg.d_model;
+    const V = cfg.vocab_size;
+    const N = B * T;
+    const eps = cfg.norm_eps;
+    this.copyIds(this.inputIds, inputs, N, 'inputs');
+    if (targets) this.copyIds(this.targetIds, targets, N, 'targets');
+
+    k.embeddingForward(a.layers[0]!.res, this.inputIds, this.w.wte, N, C);
+    for (let l = 0; l < cfg.n_layer; l++) {
+      const la = a.layers[l]!;
+      const lw = this.w.layers[l]!;
+      const next = l + 1 < cfg.n_layer ? a.layers[l + 1]!.res : a.resFinal;
+      k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
+      attentionForward(k, this.attn[l]!, B);
+      k.add(la.mid, la.res, a.y, N * C);
+      k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
+      mlpForward(k, this.mlp[l]!, B);
+      k.add(next, la.mid, a.y, N * C);
+    }
+    k.rmsnormForward(a.lnf, a.rstdf, a.resFinal, this.w.finalNorm, N, C, eps);
+    lmHeadForward(k, a.logits, a.lnf, this.w.lmHead, N, C, V);
+    this.lastB = B;
+    if (!targets) {
+      this.state = 'logits';
+      return Number.NaN;
+    }
+    // fused loss + dlogits (in place): dlogits of the MEAN loss; backward's scale rides on gemm alpha
+    k.crossEntropyForwardBackward(a.logits, a.losses, a.logits, this.targetIds, N, V, 1 / N);
+    this.state = 'loss';
+    let sum = 0;
+    for (let i = 0; i < N; i++) sum += a.losses[i]!;
+    return sum / N;
+  }
+
+  /**
+   * Backward of the mean loss of the last forward (which must have had targets), times `scale`
+   * (e.g. 1 / grad_accum). ACCUMULATES into `grads`: call zeroGrad() once per optimizer step.
+   */
+  backward(scale = 1): void {
+    if (this.state !== 'loss') throw new Error('GPT.backward: call forward(inputs, targets) first (once per backward)');
+    this.state = 'none';
+    const k = this.k;
+    const cfg = this.config;
+    const a = this.acts;
+    const B = this.lastB;
+    const T = cfg.seq_len;
+    const C = cfg.d_model;
+    const N = B * T;
+    // the LM head applies `scale`; everything below is linear in its output gradient
+    lmHeadBackward(k, a.dC, this.g.lmHead, a.logits, a.lnf, this.w.lmHead, N, C, cfg.vocab_size, scale);
+    a.dres.fill(0, 0, N * C); // rmsnormBackward accumulates into it
+    k.rmsnormBackward(a.dres, this.g.finalNorm, a.dC, a.resFinal, this.w.finalNorm, a.rstdf, N, C);
+    for (let l = cfg.n_layer - 1; l >= 0; l--) {
+      const la = a.layers[l]!;
+      const lw = this.w.layers[l]!;
+      const lg = this.g.layers[l]!;
+      // dres = dL/d(layer output); the residual path carries it through unchanged and each
+      // sublayer's norm backward adds its branch's contribution (the kernel accumulates)
+      mlpBackward(k, this.mlp[l]!, B);
+      k.rmsnormBackward(a.dres, lg.mlpNorm, a.dC, la.mid, lw.mlpNorm, la.rstd2, N, C);
+      attentionBackward(k, this.attn[l]!, B);
+      k.rmsnormBackward(a.dres, lg.attnNorm, a.dC, la.res, lw.attnNorm, la.rstd1, N, C);
+    }
+    k.embeddingBackward(this.g.wte, a.dres, this.inputIds, N, C);
+  }
+
+  /** Logits [B*T, V] of the last forward WITHOUT targets (row i = next-token scores after token i). */
+  logits(): FloatArray {
+    if (this.state !== 'logits') throw new Error('GPT.logits: only valid right after forward(inputs, null)');
+    return this.logitViews[this.lastB - 1]!;
+  }
+
+  /**
+   * dL/dlogits [B*T, V] of the mean loss, between a forward with targets and its backward.
+   * Editing it before backward() weights or masks tokens (tests use it to back-propagate one
+   * position's loss alone).
+   */
+  dlogits(): FloatArray {
+    if (this.state !== 'loss') throw new Error('GPT.dlogits: only valid between forward(inputs, targets) and backward()');
+    return this.logitViews[this.lastB - 1]!;
+  }
+
+  /** Per-token losses [B*T] of the last forward with targets (valid until the next forward). */
+  tokenLosses(): FloatArray {
+    return this.acts.losses;
+  }
+}

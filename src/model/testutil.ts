@@ -1,0 +1,79 @@
+/**
+ * Test helpers for the model folder (not used by the library): tiny configs, random parameters
+ * that exercise every term, and a finite-difference check of every parameter tensor.
+ */
+import type { FloatArray } from '../kernels/types.js';
+import type { ModelConfig } from './config.js';
+import type { GPT } from './gpt.js';
+import { mulberry32, normalSampler } from './rng.js';
+
+export function tinyConfig(over: Partial<ModelConfig> = {}): ModelConfig {
+  return {
+    vocab_size: 11, d_model: 8, n_layer: 2, n_head: 2, seq_len: 5, ffn_hidden: 12,
+    tie_embeddings: false, rope_theta: 10000, norm_eps: 1e-5, init_std: 0.02, ...over,
+  };
+}
+
+/**
+ * Parameters far from init so that no term is negligible: matrices normal(0, 0.4), norm
+ * weights 1 + normal(0, 0.3) (a norm weight of exactly 1 would hide a missing weight factor).
+ */
+export function randomizeParams(model: GPT, seed: number): void {
+  const normal = normalSampler(mulberry32(seed));
+  for (const t of model.tensors) {
+    const isNorm = t.shape.length === 1;
+    for (let i = t.offset; i < t.offset + t.size; i++) model.params[i] = isNorm ? 1 + 0.3 * normal() : 0.4 * normal();
+  }
+}
+
+export function randomIds(n: number, V: number, seed: number): Int32Array {
+  const u = mulberry32(seed);
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.floor(u() * V);
+  return out;
+}
+
+export interface TensorGradReport {
+  name: string;
+  checked: number;
+  /** max |analytic - numeric| / max |numeric| over the checked elements of the tensor. */
+  relErr: number;
+  maxNumeric: number;
+}
+
+/**
+ * Central differences (step h) of `loss()` for `count` elements of each parameter tensor (all of
+ * them when count >= size), against the analytic gradient already in `model.grads`.
+ * The error is normalised by the tensor's largest numeric gradient, so a near-zero element
+ * does not produce a huge relative error, while a wrong factor anywhere shows as >= 0.3.
+ */
+export function finiteDifferenceReport(model: GPT, loss: () => number, count = Infinity, h = 1e-5, seed = 1): TensorGradReport[] {
+  const p = model.params;
+  const u = mulberry32(seed);
+  const out: TensorGradReport[] = [];
+  for (const t of model.tensors) {
+    const idx: number[] = [];
+    if (count >= t.size) for (let i = 0; i < t.size; i++) idx.push(i);
+    else for (let j = 0; j < count; j++) idx.push(Math.floor(u() * t.size));
+    let maxNum = 0;
+    let maxDiff = 0;
+    for (const j of idx) {
+      const i = t.offset + j;
+      const old = p[i]!;
+      p[i] = old + h;
+      const fp = loss();
+      p[i] = old - h;
+      const fm = loss();
+      p[i] = old;
+      const num = (fp - fm) / (2 * h);
+      maxNum = Math.max(maxNum, Math.abs(num));
+      maxDiff = Math.max(maxDiff, Math.abs(num - model.grads[i]!));
+    }
+    out.push({ name: t.name, checked: idx.length, relErr: maxNum > 0 ? maxDiff / maxNum : maxDiff, maxNumeric: maxNum });
+  }
+  return out;
+}
+
+export function copyOf(x: FloatArray): Float64Array {
+  return Float64Array.from(x);
+}
