@@ -126,32 +126,7 @@ function micro(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, h: i32, w: i32
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  let p = 0;
-  for (; p + 2 <= kc; p += 2) {
-    let b0 = v128.load(pb);
-    let b1 = v128.load(pb, 16);
-    let a = v128.load32_splat(pa);
-    c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
-    a = v128.load32_splat(pa, 4);
-    c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
-    a = v128.load32_splat(pa, 8);
-    c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
-    a = v128.load32_splat(pa, 12);
-    c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
-    b0 = v128.load(pb, 32);
-    b1 = v128.load(pb, 48);
-    a = v128.load32_splat(pa, 16);
-    c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
-    a = v128.load32_splat(pa, 20);
-    c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
-    a = v128.load32_splat(pa, 24);
-    c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
-    a = v128.load32_splat(pa, 28);
-    c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
-    pa += 32;
-    pb += 64;
-  }
-  if (p < kc) {
+  for (let p = 0; p < kc; p++) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
     let a = v128.load32_splat(pa);
@@ -162,6 +137,8 @@ function micro(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, h: i32, w: i32
     c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
     a = v128.load32_splat(pa, 12);
     c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
+    pa += 16;
+    pb += 32;
   }
   const va = f32x4.splat(alpha);
   const rs = <usize>ldc << 2;
