@@ -69,7 +69,6 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   // An old meta.json must not vouch for half-replaced token files.
   try { fs.rmSync(path.join(dir, 'meta.json'), { force: true }); } catch (e) { throw describeWriteError(e, path.join(dir, 'meta.json')); }
 
-  const api = opts.tokenizerApi ?? await defaultTokenizerApi();
   const explicitVal = sources.val.length > 0;
 
   // Pass 1 over train: which documents go to validation, and the text a new tokenizer learns from.
@@ -84,6 +83,7 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
     throw new UserError(`${sources.description} has too few documents to split into train and validation (${scan.total}); give --val FILE`);
   }
 
+  const api = opts.tokenizerApi ?? await defaultTokenizerApi();
   let tok: DataTokenizer;
   let origin: string;
   if (opts.tokenizer) {
