@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createBackend, type Backend } from './index.js';
-import type { Arena } from './arena.js';
+import { HeapArena, type Arena } from './arena.js';
 import { ropeTables, type FloatArray, type Kernels } from './types.js';
 import { createJsKernels } from './js/index.js';
 import { assertAllClose, fillInts, fillNormal, fillUniform, maxAbs, seededRng, toFloat64, type Rng } from './testing.js';
@@ -190,8 +190,10 @@ const CASES: Array<[string, Case]> = [
     });
   }],
   ['rmsnorm forward/backward', (k, arena, rng) => {
-    for (const N of SIZES) for (const C of SIZES) scoped(arena, () => {
-      const eps = 1e-5;
+    // eps = 1e-5 is invisible next to mean(x^2) ~ 1.3; the 0.25 shapes check it is used.
+    const shapes: Array<[number, number, number]> = [[17, 63, 0.25], [3, 1, 0.25]];
+    for (const N of SIZES) for (const C of SIZES) shapes.push([N, C, 1e-5]);
+    for (const [N, C, eps] of shapes) scoped(arena, () => {
       const inp = randFloats(arena, rng, N * C, -2, 2);
       const w = randFloats(arena, rng, C, -1.5, 1.5);
       const out = nanFloats(arena, N * C);
@@ -425,6 +427,89 @@ for (const cfg of CONFIGS) {
     }
   });
 }
+
+test('testing helpers: allclose fails on a mismatch even when the expected array holds NaN', () => {
+  assert.throws(() => assertAllClose([1, 2, NaN], [1, 2.1, NaN], { rtol: 1e-3, atol: 0 }), assert.AssertionError);
+  assert.throws(() => assertAllClose([1, NaN], [1, 2], { rtol: 1, atol: 1 }), assert.AssertionError);
+  assert.throws(() => assertAllClose([1, 2], [1, NaN], { rtol: 1, atol: 1 }), assert.AssertionError);
+  assert.throws(() => assertAllClose([1], [1], { rtol: NaN, atol: 0 }), assert.AssertionError);
+  assertAllClose([1, 2.0001, NaN], [1, 2, NaN], { rtol: 1e-4, atol: 0 });
+  assert.equal(maxAbs([1, NaN, -3]), 3);
+});
+
+/**
+ * The suite must be able to fail: each mutant is the js oracle with one planted bug of the
+ * kind a SIMD port makes (a dropped tail term, a minimal ld, a missing max shift...), and
+ * the named case has to reject it.
+ */
+test('kernels: the suite rejects planted bugs', async (t) => {
+  const js = createJsKernels();
+  const dropLastK: Kernels['gemm'] = (tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) =>
+    js.gemm(tA, tB, M, N, Math.max(1, K - 1), alpha, A, lda, B, ldb, beta, C, ldc);
+  const mutants: Array<[string, string, Partial<Kernels>]> = [
+    ['gemm drops the last k', 'gemm: all forms', { gemm: dropLastK }],
+    ['gemm ignores beta', 'gemm: all forms', { gemm: (tA, tB, M, N, K, al, A, lda, B, ldb, _beta, C, ldc) => js.gemm(tA, tB, M, N, K, al, A, lda, B, ldb, 0, C, ldc) }],
+    ['gemm uses the minimal lda', 'gemm: all forms', { gemm: (tA, tB, M, N, K, al, A, _lda, B, ldb, be, C, ldc) => js.gemm(tA, tB, M, N, K, al, A, tA ? M : K, B, ldb, be, C, ldc) }],
+    ['gemm writes row padding', 'gemm: all forms', {
+      gemm: (tA, tB, M, N, K, al, A, lda, B, ldb, be, C, ldc) => { js.gemm(tA, tB, M, N, K, al, A, lda, B, ldb, be, C, ldc); C[N] = 0; },
+    }],
+    ['batched gemm forgets strideC', 'gemmStridedBatched: batch 3', {
+      gemmStridedBatched: (tA, tB, M, N, K, al, A, lda, sA, B, ldb, sB, be, C, ldc, _sC, n) => js.gemmStridedBatched(tA, tB, M, N, K, al, A, lda, sA, B, ldb, sB, be, C, ldc, 0, n),
+    }],
+    ['embedding backward overwrites', 'embedding', { embeddingBackward: (dt, dout, tok, N, C) => { dt.fill(0, 0, 29 * C); js.embeddingBackward(dt, dout, tok, N, C); } }],
+    ['rmsnorm forward without eps', 'rmsnorm', { rmsnormForward: (o, r, x, w, N, C) => js.rmsnormForward(o, r, x, w, N, C, 0) }],
+    ['rmsnorm backward without the mean term', 'rmsnorm', {
+      rmsnormBackward: (dx, dw, dout, x, w, rstd, N, C) => {
+        for (let i = 0; i < N * C; i++) dx[i] += rstd[Math.floor(i / C)] * w[i % C] * dout[i];
+        const junk = new Float64Array(N * C);
+        js.rmsnormBackward(junk, dw, dout, x, w, rstd, N, C);
+      },
+    }],
+    ['rope backward rotates forward', 'rope', { ropeBackward: js.ropeForward }],
+    ['softmax without the max shift', 'softmaxCausal', {
+      softmaxCausalForward: (att, nMat, T, scale) => {
+        for (let r = 0; r < nMat * T; r++) {
+          const t = r % T;
+          let s = 0;
+          for (let j = 0; j <= t; j++) s += (att[r * T + j] = Math.fround(Math.exp(scale * att[r * T + j])));
+          for (let j = 0; j < T; j++) att[r * T + j] = j <= t ? att[r * T + j] / s : 0;
+        }
+      },
+    }],
+    ['swiglu backward with silu\'(g) = sigmoid(g)', 'swiglu', {
+      swigluBackward: (dh, dout, h, N, F) => {
+        js.swigluBackward(dh, dout, h, N, F);
+        for (let i = 0; i < N; i++) for (let j = 0; j < F; j++) dh[i * 2 * F + j] = dout[i * F + j] * h[i * 2 * F + F + j] / (1 + Math.exp(-h[i * 2 * F + j]));
+      },
+    }],
+    ['add skips the last element', 'add / axpy', { add: (o, a, b, n) => js.add(o, a, b, n - 1) }],
+    ['sumSquares skips the last element', 'add / axpy', { sumSquares: (x, n) => js.sumSquares(x, n - 1) }],
+    ['cross-entropy in place overwrites logits too early', 'crossEntropy', {
+      crossEntropyForwardBackward: (d, losses, logits, tg, N, V, ds) => {
+        for (let i = 0; i < N; i++) {
+          js.crossEntropyForwardBackward(d.subarray(i * V), losses.subarray(i), logits.subarray(i * V), tg.subarray(i), 1, V, ds);
+          if (d === logits) losses[i] = Math.log(V); // as if recomputed from the overwritten row
+        }
+      },
+    }],
+    ['AdamW without bias correction of m', 'optimizer', { adamwUpdate: (p, g, m, v, n, lr, b1, b2, eps, wd, _bc1, bc2) => js.adamwUpdate(p, g, m, v, n, lr, b1, b2, eps, wd, 1, bc2) }],
+    ['Lion updates m before taking the sign', 'optimizer', {
+      lionUpdate: (p, g, m, n, lr, b1, b2, wd) => { for (let i = 0; i < n; i++) { m[i] = b2 * m[i] + (1 - b2) * g[i]; p[i] -= lr * (Math.sign(m[i]) + wd * p[i]); } },
+    }],
+    ['Schedule-Free decays with z instead of y', 'optimizer', {
+      scheduleFreeAdamwUpdate: (y, g, z, x, v, n, lr, b1, b2, eps, wd, ck, bc2) => { const y0 = Float64Array.from(y); y.set(z); js.scheduleFreeAdamwUpdate(y, g, z, x, v, n, lr, b1, b2, eps, wd, ck, bc2); void y0; },
+    }],
+  ];
+  for (const [bug, caseName, overrides] of mutants) {
+    await t.test(bug, () => {
+      const found = CASES.find(([name]) => name.startsWith(caseName));
+      assert.ok(found, `no case named ${caseName}`);
+      const kernels: Kernels = { ...js, ...overrides };
+      const arena = new HeapArena('f32');
+      assert.throws(() => found[1](kernels, arena, seededRng(hashName(found[0]))), assert.AssertionError, `the "${found[0]}" case let "${bug}" pass`);
+    });
+  }
+});
 
 function hashName(s: string): number {
   let h = 2166136261;

@@ -73,7 +73,8 @@ export function closeness(actual: ArrayLike<number>, expected: ArrayLike<number>
     const e = expected[i];
     if (Number.isNaN(a) && Number.isNaN(e)) continue;
     const d = Math.abs(a - e);
-    const ratio = Number.isNaN(d) ? Infinity : d === 0 ? 0 : d / (atol + rtol * Math.abs(e));
+    const r = d === 0 ? 0 : d / (atol + rtol * Math.abs(e));
+    const ratio = Number.isNaN(r) ? Infinity : r;
     if (!(d <= maxAbs)) maxAbs = Number.isNaN(d) ? Infinity : d;
     if (e !== 0 && !(d / Math.abs(e) <= maxRel)) maxRel = Number.isNaN(d) ? Infinity : d / Math.abs(e);
     if (ratio > worstRatio || (worst < 0 && ratio > 0)) {
@@ -90,6 +91,8 @@ export function assertAllClose(
   opts: { rtol: number; atol: number; n?: number; label?: string },
 ): void {
   const n = opts.n ?? expected.length;
+  // A NaN tolerance would make every comparison false, i.e. silently pass.
+  assert.ok(opts.rtol >= 0 && opts.atol >= 0, `${opts.label ?? 'array'}: tolerances must be numbers >= 0 (rtol ${opts.rtol}, atol ${opts.atol})`);
   assert.ok(actual.length >= n, `${opts.label ?? 'array'}: actual has ${actual.length} elements, need ${n}`);
   const c = closeness(actual, expected, n, opts.rtol, opts.atol);
   if (c.worstRatio > 1) {
@@ -102,10 +105,13 @@ export function assertAllClose(
   }
 }
 
-/** Largest |x[i]| over i < n (0 for n = 0). Useful to scale an absolute tolerance. */
+/** Largest finite-or-infinite |x[i]| over i < n, NaNs skipped (0 if none). Useful to scale an absolute tolerance. */
 export function maxAbs(x: ArrayLike<number>, n = x.length): number {
   let m = 0;
-  for (let i = 0; i < n; i++) m = Math.max(m, Math.abs(x[i]));
+  for (let i = 0; i < n; i++) {
+    const a = Math.abs(x[i]);
+    if (a > m) m = a;
+  }
   return m;
 }
 
