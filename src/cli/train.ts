@@ -1,9 +1,225 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
+import { loadConfig } from '../train/config.js';
+import { train, type TrainEvent, type TrainResult } from '../train/trainer.js';
+import { defaultRunDir, latestRunDir, runPaths } from '../train/run.js';
+import { readManifest } from '../train/checkpoint.js';
+import type { BackendChoice } from '../kernels/index.js';
 
-// Placeholder until this command lands; replaced by its owner.
+/**
+ * A live status line on a terminal (rewritten in place), or plain lines when the output is
+ * a pipe or a file: `update` only draws on a TTY, `line` always prints a full line.
+ */
+class StatusLine {
+  readonly isTTY: boolean;
+  private shown = false;
+
+  constructor(private readonly out: NodeJS.WriteStream) {
+    this.isTTY = !!out.isTTY;
+  }
+
+  update(text: string): void {
+    if (!this.isTTY) return;
+    const width = Math.max(20, (this.out.columns ?? 100) - 1);
+    this.out.write(`\r\x1b[2K${text.length > width ? text.slice(0, width) : text}`);
+    this.shown = true;
+  }
+
+  /** Prints a line above the status line (which the next update redraws). */
+  line(text: string): void {
+    this.clear();
+    this.out.write(text + '\n');
+  }
+
+  clear(): void {
+    if (this.shown) this.out.write('\r\x1b[2K');
+    this.shown = false;
+  }
+}
+
+function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const r = s % 60;
+  if (h > 0) return `${h}h${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `${m}m${String(r).padStart(2, '0')}s`;
+  return `${r}s`;
+}
+
+/** 1234 -> "1,234"; 1234567 -> "1.23M". */
+function formatCount(n: number): string {
+  if (Math.abs(n) >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  return Math.round(n).toLocaleString('en-US');
+}
+
+interface TrainFlags {
+  preset?: string;
+  config?: string;
+  set: string[];
+  dataset?: string;
+  data?: string[];
+  val?: string[];
+  out?: string;
+  time?: string;
+  steps?: string;
+  resume?: boolean;
+  backend?: string;
+  threads?: string;
+}
+
+const collect = (v: string, acc: string[]): string[] => [...acc, v];
+
+/** A TOML value for --set: numbers as they are, strings quoted (JSON strings are TOML basic strings). */
+const tomlString = (s: string): string => JSON.stringify(s);
+
+function nonNegInt(flag: string, v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new UserError(`${flag} must be a whole number >= 0, got "${v}"`);
+  return n;
+}
+
+/** The run folder: --out, else with --resume the latest run of this preset, else a new timestamped one. */
+function resolveRunDir(f: TrainFlags, name: string): string {
+  if (f.out) return path.resolve(f.out);
+  if (f.resume) {
+    const latest = latestRunDir('runs', name);
+    if (!latest) throw new UserError(`--resume: no run of "${name}" with a checkpoint under runs/; name one with --out DIR`);
+    return path.resolve(latest);
+  }
+  return path.resolve(defaultRunDir(name, new Date()));
+}
+
+/** Config layers: preset/--config (or, resuming, the run's own config.toml), then --set, then the flags. */
+function resolveConfig(f: TrainFlags, runDir: string) {
+  const set = [...f.set];
+  if (f.dataset) set.push(`data.dataset=${tomlString(f.dataset)}`, 'data.paths=[]');
+  if (f.data?.length) set.push(`data.paths=[${f.data.map((p) => tomlString(path.resolve(p))).join(', ')}]`);
+  if (f.val?.length) set.push(`data.val_paths=[${f.val.map((p) => tomlString(path.resolve(p))).join(', ')}]`);
+  if (f.steps !== undefined) set.push(`train.steps=${nonNegInt('--steps', f.steps)}`);
+  if (f.time !== undefined) set.push(`train.time_seconds=${nonNegInt('--time', f.time)}`);
+  if (f.backend !== undefined) set.push(`train.backend=${tomlString(f.backend)}`);
+  if (f.threads !== undefined) set.push(`train.threads=${nonNegInt('--threads', f.threads)}`);
+  const saved = runPaths(runDir).config;
+  if (f.resume && !f.preset && !f.config && fs.existsSync(saved)) return loadConfig({ file: saved, set });
+  return loadConfig({ preset: f.preset, file: f.config, set });
+}
+
+function describeStart(ev: Extract<TrainEvent, { type: 'start' }>): string[] {
+  const b = ev.backend;
+  return [
+    `run folder: ${ev.runDir}`,
+    `backend: ${b.name} (${b.threads} thread${b.threads === 1 ? '' : 's'}): ${b.reason}`,
+    `model: ${formatCount(ev.params)} parameters; ${formatCount(ev.tokensPerStep)} tokens per step`,
+    `data: ${ev.datasetDir}${ev.datasetReused ? ' (reused)' : ''}: ${formatCount(ev.trainTokens)} train / ${formatCount(ev.valTokens)} val tokens`,
+    ev.resumedFromStep === null ? 'starting from scratch' : `resuming from the checkpoint at step ${ev.resumedFromStep}`,
+  ];
+}
+
+function report(r: TrainResult): string[] {
+  const lines = [`stopped after step ${r.step} (${r.stopReason === 'signal' ? 'interrupted' : r.stopReason === 'time' ? 'time budget used' : 'step count reached'}), ${formatCount(r.tokens)} tokens in ${formatDuration(r.elapsedSeconds)}`];
+  if (r.stopReason === 'signal') {
+    lines.push(`checkpoint saved in ${r.runDir}; continue with: pocketlm train --out ${JSON.stringify(r.runDir)} --resume`);
+    return lines;
+  }
+  lines.push('', 'validation (same split)      nats/token   bits/byte');
+  const row = (name: string, nats: number, bpb: number) => `  ${name.padEnd(26)} ${nats.toFixed(4).padStart(10)}  ${bpb.toFixed(4).padStart(10)}`;
+  lines.push(row('this model', r.valLoss!, r.valBpb!));
+  if (r.baselines) {
+    for (const k of ['trigram', 'bigram', 'unigram', 'uniform'] as const) {
+      const e = r.baselines[k];
+      lines.push(row(`${k}${e.smoothing ? ` (${e.smoothing})` : ''}`, e.nats, e.bpb));
+    }
+  }
+  lines.push('', `weights: ${path.join(r.runDir, 'checkpoint.json')}; try: pocketlm sample --run ${JSON.stringify(r.runDir)}`);
+  return lines;
+}
+
 export function registerTrain(program: Command): void {
-  program.command('train').description('(not built yet)').allowUnknownOption().action(() => {
-    throw new UserError('`pocketlm train` is not built yet');
-  });
+  program
+    .command('train')
+    .description('train a model (prepares the data first if needed)')
+    .option('--preset <name>', 'preset from presets/ (tiny, seed-small, default, phone)')
+    .option('--config <file>', 'TOML config file (complete, or extends = "PRESET")')
+    .option('--set <key=value>', 'override a config key, e.g. --set optim.lr=1e-3 (repeatable)', collect, [])
+    .option('--dataset <name>', 'tinystories (downloads) or moby-dick (offline)')
+    .option('--data <paths...>', 'train on these text files / folders instead')
+    .option('--val <paths...>', 'validation files')
+    .option('--out <dir>', 'run folder (default runs/<preset>-<timestamp>)')
+    .option('--time <seconds>', 'wall-clock budget in seconds (0 = none)')
+    .option('--steps <n>', 'optimizer steps (0 = none)')
+    .option('--resume', 'continue the run in --out (or the latest run of the preset) from its checkpoint')
+    .option('--backend <name>', 'auto | wasm | native | js')
+    .option('--threads <n>', 'kernel threads (0 = one per core)')
+    .action(async (f: TrainFlags) => {
+      if (f.preset && f.config) throw new UserError('give --preset or --config, not both (a config file can say extends = "PRESET")');
+      if (f.dataset && f.data?.length) throw new UserError('give --dataset or --data, not both');
+      const name = f.preset ?? (f.config ? path.basename(f.config).replace(/\.toml$/i, '') : 'default');
+      const runDir = resolveRunDir(f, name);
+      const config = resolveConfig(f, runDir);
+      if (!f.resume && readManifest(runDir)) {
+        throw new UserError(`${runDir} already holds a run with a checkpoint; add --resume to continue it, or choose another --out`);
+      }
+
+      const status = new StatusLine(process.stdout);
+      let stopRequested = false;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (stopRequested) {
+          status.line(`${sig} again: exiting without saving (the last checkpoint is kept)`);
+          process.exit(130);
+        }
+        stopRequested = true;
+        status.line(`${sig}: finishing this step, then saving a checkpoint (press again to quit at once)`);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+
+      let lastPhase = '';
+      const onEvent = (ev: TrainEvent): void => {
+        switch (ev.type) {
+          case 'prepare': {
+            const p = ev.progress;
+            const text = `prepare: ${p.phase} ${p.total > 0 ? `${Math.floor((100 * p.done) / p.total)}%` : formatCount(p.done)}`;
+            if (status.isTTY) status.update(text);
+            else if (p.phase !== lastPhase) status.line(`prepare: ${p.phase}`);
+            lastPhase = p.phase;
+            break;
+          }
+          case 'start':
+            for (const l of describeStart(ev)) status.line(l);
+            break;
+          case 'step': {
+            const r = ev.record;
+            const text =
+              `step ${r.step}${config.train.steps > 0 ? `/${config.train.steps}` : ''} | loss ${r.loss.toFixed(4)} | lr ${r.lr.toExponential(2)} | ` +
+              `gnorm ${r.grad_norm.toFixed(2)} | ${formatCount(Math.round(r.tokens_per_second))} tok/s | ${formatDuration(r.elapsed)}` +
+              (ev.etaSeconds === null ? '' : ` | ETA ${formatDuration(ev.etaSeconds)}`);
+            if (status.isTTY) status.update(text);
+            else if (r.step % config.train.log_every === 0) status.line(text);
+            break;
+          }
+          case 'eval':
+            status.line(`step ${ev.record.step}: val loss ${ev.record.val_loss!.toFixed(4)} nats/token, ${ev.record.val_bpb!.toFixed(4)} bits/byte`);
+            break;
+          case 'samples':
+            for (const s of ev.samples) status.line(`  > ${s.replace(/\s*\n\s*/g, ' / ').trim()}`);
+            break;
+          case 'checkpoint':
+            if (!status.isTTY) status.line(`checkpoint at step ${ev.step}`);
+            break;
+        }
+      };
+
+      try {
+        const result = await train({ config, runDir, resume: !!f.resume }, onEvent, () => stopRequested);
+        status.clear();
+        for (const l of report(result)) console.log(l);
+      } finally {
+        status.clear();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 /**
  * The run directory, everything a run needs to be resumed, sampled or evaluated on its own:
  *
- *   <run>/config.json          the resolved RunConfig the run was started with
+ *   <run>/config.toml          the resolved RunConfig the run was started with (complete, loadable with --config)
  *   <run>/tokenizer.json       a copy of the dataset's tokenizer (so `sample` works without the dataset)
  *   <run>/log.jsonl            one JSON record per optimizer step (see log.ts)
  *   <run>/checkpoint.json      the manifest of the latest good checkpoint: the commit point
@@ -26,7 +26,7 @@ export interface RunPaths {
 export function runPaths(dir: string): RunPaths {
   return {
     dir,
-    config: path.join(dir, 'config.json'),
+    config: path.join(dir, 'config.toml'),
     tokenizer: path.join(dir, 'tokenizer.json'),
     log: path.join(dir, 'log.jsonl'),
     manifest: path.join(dir, 'checkpoint.json'),

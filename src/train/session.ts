@@ -1,0 +1,147 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { createBackend, type Backend, type BackendChoice } from '../kernels/index.js';
+import { GPT } from '../model/gpt.js';
+import { Generator } from '../model/generate.js';
+import { createOptimizer, type Optimizer } from '../optim/index.js';
+import { prepareDataset, type PrepareProgress } from '../data/prepare.js';
+import { TokenLoader, fixedValBatches, type FixedBatch, type LoaderState } from '../data/loader.js';
+import type { DatasetMeta } from '../data/meta.js';
+import { loadTokenizer } from '../tokenizer/load.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import { UserError } from '../util/errors.js';
+import { writeFileAtomicSync } from '../util/atomic.js';
+import { loadCheckpoint, type CheckpointManifest } from './checkpoint.js';
+import { truncateLog } from './log.js';
+import { runPaths, type RunPaths } from './run.js';
+import { SeededRng } from './rng.js';
+import { stringifyConfig, type RunConfig } from './config.js';
+
+export type TrainConfig = RunConfig;
+
+export interface SessionRequest {
+  config: TrainConfig;
+  runDir: string;
+  /** Continue from the run's checkpoint (a run without one starts from scratch). */
+  resume: boolean;
+  /** Overrides train.backend / train.threads of the config when given (command-line flags). */
+  backend?: BackendChoice;
+  threads?: number;
+}
+
+/** Everything the loop touches, built once before the first step. */
+export interface Session {
+  config: TrainConfig;
+  paths: RunPaths;
+  backend: Backend;
+  model: GPT;
+  optimizer: Optimizer;
+  loader: TokenLoader;
+  valBatches: FixedBatch[];
+  /** Arena views the batches are read into (wasm/native kernels read ids from the arena). */
+  inputs: Int32Array;
+  targets: Int32Array;
+  tokenizer: Tokenizer;
+  decoder: Generator;
+  rng: SeededRng;
+  dataset: { dir: string; meta: DatasetMeta; reused: boolean };
+  /** Progress restored from the checkpoint (zeros for a fresh run). */
+  step: number;
+  tokens: number;
+  elapsedSeconds: number;
+  resumedFrom: CheckpointManifest | null;
+  close(): Promise<void>;
+}
+
+/** The prepareDataset options a config's [data] section asks for. */
+export function prepareOptionsFor(cfg: TrainConfig) {
+  const paths = cfg.data.paths;
+  return {
+    dataset: paths.length ? undefined : cfg.data.dataset,
+    data: paths.length ? paths : undefined,
+    val: cfg.data.val_paths.length ? cfg.data.val_paths : undefined,
+    vocabSize: cfg.model.vocab_size,
+    // "bpe" means: train one on the train split (prepareDataset's default)
+    tokenizer: cfg.data.tokenizer === 'bpe' ? undefined : cfg.data.tokenizer,
+    maxTrainMb: cfg.data.max_train_mb,
+  };
+}
+
+function copyTokenizer(from: string, to: string): void {
+  writeFileAtomicSync(to, fs.readFileSync(from));
+}
+
+/**
+ * Prepares (or reuses) the data, builds backend, model, optimizer and loaders, and either
+ * initializes the model or restores the checkpoint. Writes config.toml and tokenizer.json into
+ * the run folder. The caller owns `close()`.
+ */
+export async function openSession(req: SessionRequest, onPrepare: (ev: PrepareProgress) => void): Promise<Session> {
+  const cfg = req.config;
+  const { train } = cfg;
+  const paths = runPaths(req.runDir);
+  const dataset = await prepareDataset(prepareOptionsFor(cfg), onPrepare);
+  if (dataset.meta.vocabSize > cfg.model.vocab_size) {
+    throw new UserError(`the tokenizer of ${dataset.dir} has ${dataset.meta.vocabSize} ids but model.vocab_size is ${cfg.model.vocab_size}`);
+  }
+
+  fs.mkdirSync(req.runDir, { recursive: true });
+  const threads = req.threads ?? (train.threads > 0 ? train.threads : undefined);
+  const backend = await createBackend({ backend: req.backend ?? train.backend, threads });
+  const loaders: TokenLoader[] = [];
+  try {
+    const { kernels, arena } = backend;
+    const B = train.batch_size;
+    const T = cfg.model.seq_len;
+    const model = new GPT(cfg.model, kernels, arena, B);
+    const optimizer = createOptimizer(cfg.optim, kernels, arena, model.params, model.grads, model.tensors);
+    const loader = new TokenLoader(path.join(dataset.dir, dataset.meta.splits.train.file), { seqLen: T, batchSize: B, seed: train.seed });
+    loaders.push(loader);
+    const valBatches = fixedValBatches(path.join(dataset.dir, dataset.meta.splits.val.file), { seqLen: T, batchSize: B, count: Math.max(1, train.eval_batches) });
+    const inputs = arena.ints(B * T);
+    const targets = arena.ints(B * T);
+    const decoder = new Generator(model, kernels, arena, T);
+    const rng = new SeededRng(train.seed ^ 0x5a17);
+
+    let resumedFrom: CheckpointManifest | null = null;
+    if (req.resume) {
+      resumedFrom = loadCheckpoint(req.runDir, cfg.model as unknown as Record<string, number | boolean | string>, {
+        tensors: model.tensors, weights: model.params, optimState: optimizer.state(), optimizer: optimizer.name,
+      });
+    }
+    if (resumedFrom) {
+      const m = resumedFrom;
+      if (m.dataset.tokenizer_hash !== dataset.meta.tokenizer.hash) {
+        throw new UserError(`cannot resume ${req.runDir}: it was trained on data tokenized differently (${m.dataset.dir}) than ${dataset.dir}; use the same --data/--dataset`);
+      }
+      optimizer.loadScalars(m.optim_scalars);
+      // Checkpoints are taken with the evaluation weights in place (Schedule-Free's x); back to y.
+      optimizer.trainParams();
+      loader.restore(m.loader as LoaderState);
+      rng.restore(m.rng);
+      truncateLog(paths.log, m.step);
+    } else {
+      model.init(train.seed);
+      truncateLog(paths.log, 0);
+    }
+    writeFileAtomicSync(paths.config, stringifyConfig(cfg));
+    copyTokenizer(path.join(dataset.dir, 'tokenizer.json'), paths.tokenizer);
+    const tokenizer = await loadTokenizer(paths.tokenizer);
+
+    return {
+      config: cfg, paths, backend, model, optimizer, loader, valBatches, inputs, targets, tokenizer, decoder, rng, dataset,
+      step: resumedFrom?.step ?? 0,
+      tokens: resumedFrom?.tokens ?? 0,
+      elapsedSeconds: resumedFrom?.elapsed_seconds ?? 0,
+      resumedFrom,
+      close: async () => {
+        loader.close();
+        await backend.dispose();
+      },
+    };
+  } catch (e) {
+    for (const l of loaders) l.close();
+    await backend.dispose();
+    throw e;
+  }
+}
