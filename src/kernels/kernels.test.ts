@@ -466,6 +466,38 @@ test('kernels: the suite rejects planted bugs', async (t) => {
       },
     }],
     ['rope backward rotates forward', 'rope', { ropeBackward: js.ropeForward }],
+    ['rope takes the position from the row, ignoring T', 'rope', {
+      ropeForward: (x, nRows, T, H, D, stride, cos, sin) => {
+        // Only right while r < T: the batches after the first get positions past the table.
+        for (let r = 0; r < nRows; r++) js.ropeForward(x.subarray(r * stride), 1, 1, H, D, stride, cos.subarray(Math.min(r, T - 1) * D / 2), sin.subarray(Math.min(r, T - 1) * D / 2));
+      },
+    }],
+    ['rope pairs adjacent elements (GPT-J) instead of rotate-half', 'rope', {
+      ropeForward: (x, nRows, T, H, D, stride, cos, sin) => {
+        for (let r = 0; r < nRows; r++) for (let h = 0; h < H; h++) for (let i = 0; i < D / 2; i++) {
+          const a = r * stride + h * D + 2 * i, c = cos[(r % T) * D / 2 + i], s = sin[(r % T) * D / 2 + i];
+          const xa = x[a], xb = x[a + 1];
+          x[a] = xa * c - xb * s;
+          x[a + 1] = xa * s + xb * c;
+        }
+      },
+    }],
+    ['embedding forward reads the next row', 'embedding', {
+      embeddingForward: (out, tok, table, N, C) => js.embeddingForward(out, Int32Array.from(tok.subarray(0, N), (v) => (v + 1) % 29), table, N, C),
+    }],
+    ['softmax backward without the scale', 'softmaxCausal', { softmaxCausalBackward: (d, a, nMat, T) => js.softmaxCausalBackward(d, a, nMat, T, 1) }],
+    ['swiglu forward uses sigmoid instead of silu', 'swiglu', {
+      swigluForward: (out, h, N, F) => { for (let i = 0; i < N; i++) for (let j = 0; j < F; j++) out[i * F + j] = h[i * 2 * F + F + j] / (1 + Math.exp(-h[i * 2 * F + j])); },
+    }],
+    ['cross-entropy without the max shift (float32 exp)', 'crossEntropy', {
+      crossEntropyForward: (losses, logits, tg, N, V) => {
+        for (let i = 0; i < N; i++) {
+          let s = 0;
+          for (let v = 0; v < V; v++) s = Math.fround(s + Math.fround(Math.exp(logits[i * V + v])));
+          losses[i] = Math.log(s) - logits[i * V + tg[i]];
+        }
+      },
+    }],
     ['softmax without the max shift', 'softmaxCausal', {
       softmaxCausalForward: (att, nMat, T, scale) => {
         for (let r = 0; r < nMat * T; r++) {
