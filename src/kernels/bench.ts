@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { packageRoot } from '../util/paths.js';
@@ -6,9 +7,10 @@ import { UserError } from '../util/errors.js';
 import type { Arena } from './arena.js';
 import { createBackend, type Backend } from './index.js';
 import type { BackendName, Kernels } from './types.js';
+import { OPENBLAS_THREAD_TIMEOUT_LOG2 } from './native/index.js';
 import { geomean, modelGemmShapes, type GemmShape } from './wasm/measure.js';
 
-const run = promisify(execFile);
+const execFileAsync = promisify(execFile);
 
 /** One measured case; exactly one of gflops / gbps is set. */
 export interface BenchResult {
@@ -154,13 +156,13 @@ function shapesFor(backend: string, quick: boolean): GemmShape[] {
 
 function formatLine(r: BenchResult): string {
   const value = r.gflops !== undefined ? `${r.gflops.toFixed(1).padStart(7)} GFLOP/s` : `${r.gbps!.toFixed(2).padStart(7)} GB/s`;
-  return `${r.backend.padEnd(7)} t=${String(r.threads).padEnd(2)} ${r.op.padEnd(16)} ${r.shape.padEnd(16)} ${value}`;
+  return `${r.backend.padEnd(7)} t=${String(r.threads).padEnd(2)} ${r.op.padEnd(19)} ${r.shape.padEnd(16)} ${value}`;
 }
 
 /** Whether `python3 -c "import numpy"` works here. */
 async function numpyAvailable(): Promise<boolean> {
   try {
-    await run('python3', ['-c', 'import numpy'], { timeout: 20_000 });
+    await execFileAsync('python3', ['-c', 'import numpy'], { timeout: 20_000 });
     return true;
   } catch {
     return false;
@@ -168,17 +170,39 @@ async function numpyAvailable(): Promise<boolean> {
 }
 
 /**
- * The same product shapes through numpy (scripts/numpy-matmul-bench.py), in a child process
- * run while nothing else of ours computes, with OpenBLAS limited to `threads`.
+ * numpy in a child process (scripts/numpy-matmul-bench.py --serve) answering one shape at
+ * a time, so numpy and the native backend alternate shape by shape: on a shared, noisy
+ * machine both see the same load. Its OpenBLAS gets `threads` threads and the same idle-spin
+ * limit as ours (OPENBLAS_THREAD_TIMEOUT), so neither's idle threads steal the other's cores.
  */
-async function numpyResults(shapes: GemmShape[], threads: number, minSeconds: number): Promise<BenchResult[]> {
-  const script = path.join(packageRoot(), 'scripts', 'numpy-matmul-bench.py');
-  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
-  const shapeArg = JSON.stringify(shapes.map((s) => [s.form, s.M, s.N, s.K]));
-  const { stdout } = await run('python3', [script, '--threads', String(threads), '--seconds', String(minSeconds), '--shapes', shapeArg], {
-    env, maxBuffer: 16 << 20, timeout: 30 * 60_000,
-  });
-  return stdout.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as BenchResult);
+class NumpyServer {
+  private readonly lines: AsyncIterator<string>;
+
+  private constructor(private readonly child: ChildProcessWithoutNullStreams) {
+    this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  }
+
+  static start(threads: number, minSeconds: number): NumpyServer {
+    const script = path.join(packageRoot(), 'scripts', 'numpy-matmul-bench.py');
+    const env = {
+      ...process.env,
+      OPENBLAS_NUM_THREADS: String(threads),
+      OPENBLAS_THREAD_TIMEOUT: process.env.OPENBLAS_THREAD_TIMEOUT ?? String(OPENBLAS_THREAD_TIMEOUT_LOG2),
+    };
+    const child = spawn('python3', [script, '--serve', '--threads', String(threads), '--seconds', String(minSeconds)], { env });
+    return new NumpyServer(child);
+  }
+
+  async measure(s: GemmShape): Promise<BenchResult> {
+    this.child.stdin.write(`${JSON.stringify([s.form, s.M, s.N, s.K])}\n`);
+    const next = await this.lines.next();
+    if (next.done) throw new Error('numpy benchmark exited early (run scripts/numpy-matmul-bench.py by hand to see why)');
+    return JSON.parse(next.value) as BenchResult;
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
 }
 
 /** Summary line per backend/threads: geomeans over the product shapes and elementwise kernels. */
@@ -241,6 +265,11 @@ export async function runKernelBench(opts: KernelBenchOptions, out: (line: strin
   };
   const note = (msg: string): void => out(opts.json ? JSON.stringify({ note: msg }) : `# ${msg}`);
 
+  const wantNumpy = opts.backends === undefined || backends.includes('numpy');
+  const numpyOk = wantNumpy && (await numpyAvailable());
+  if (wantNumpy && !numpyOk) note('numpy comparison skipped: python3 with numpy not found');
+  const numpyDone = new Set<number>();
+
   for (const name of backends.filter((b): b is BackendName => b !== 'numpy')) {
     // The js oracle is single-threaded whatever it is given.
     for (const threads of name === 'js' ? [1] : threadList) {
@@ -251,30 +280,35 @@ export async function runKernelBench(opts: KernelBenchOptions, out: (line: strin
         note(`${name} skipped: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`);
         break;
       }
+      // numpy runs the native backend's shapes alternately with it (same shapes, same load).
+      const numpy = name === 'native' && numpyOk ? NumpyServer.start(threads, minSeconds) : null;
       try {
         const { kernels, arena } = backend;
         for (const s of shapesFor(name, quick)) {
           emit({ backend: name, threads, op: `gemm-${s.form}`, shape: shapeLabel(s), gflops: benchGemm(kernels, arena, s, minSeconds) });
+          if (numpy) emit(await numpy.measure(s));
         }
+        if (numpy) numpyDone.add(threads);
         const rows = name === 'js' || quick ? 512 : 2048;
         for (const c of elementwiseCases(kernels, rows, 192)) {
           emit({ backend: name, threads, op: c.op, shape: c.shape, gbps: benchElementwise(arena, c, minSeconds) });
         }
       } finally {
+        numpy?.close();
         await backend.dispose();
       }
     }
   }
 
-  if (backends.includes('numpy') || opts.backends === undefined) {
-    if (await numpyAvailable()) {
-      // Same shapes as the native backend got, so the ratio compares like with like.
-      const shapes = shapesFor('native', quick);
-      for (const threads of threadList) {
-        for (const r of await numpyResults(shapes, threads, minSeconds)) emit(r);
+  // numpy on its own when the native backend did not run.
+  if (numpyOk) {
+    for (const threads of threadList.filter((t) => !numpyDone.has(t))) {
+      const numpy = NumpyServer.start(threads, minSeconds);
+      try {
+        for (const s of shapesFor('native', quick)) emit(await numpy.measure(s));
+      } finally {
+        numpy.close();
       }
-    } else {
-      note('numpy comparison skipped: python3 with numpy not found');
     }
   }
 
