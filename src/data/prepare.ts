@@ -112,7 +112,7 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   if (valStats.documents === 0) throw new UserError(`no validation documents found in ${sources.val.map((s) => s.name).join(', ')}`);
   if (trainStats.documents === 0) throw new UserError(`no train documents left in ${sources.description} after removing validation documents`);
 
-  writeFileAtomicSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.toJSON()));
+  writeFileAtomicSync(path.join(dir, 'tokenizer.json'), `${JSON.stringify(tok.toJSON(), null, 2)}\n`);
   const meta: DatasetMeta = {
     formatVersion: DATA_FORMAT_VERSION,
     pocketlmVersion: pocketlmVersion(),

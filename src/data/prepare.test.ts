@@ -1,0 +1,116 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { prepareDataset } from './prepare.js';
+import { readNpyTokens } from './npy.js';
+import { readMeta, bitsPerByte } from './meta.js';
+import { docKey } from './split.js';
+import { byteTokenizer, byteTokenizerApi } from './testing.js';
+import { fileSource } from './sources.js';
+import { tinystoriesSampleDir } from '../util/paths.js';
+import { UserError } from '../util/errors.js';
+
+function tmpDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'plm-prep-'));
+}
+
+/** The first `n` stories of a sample file, as a small file of our own. */
+function sampleStories(dir: string, name: string, from: string, n: number, skip = 0): string[] {
+  const all = [...fileSource(path.join(tinystoriesSampleDir(), from)).docs()].slice(skip, skip + n);
+  fs.writeFileSync(path.join(dir, name), all.map((d) => `${d}\n<|endoftext|>\n`).join(''));
+  return all;
+}
+
+/** Documents of a token file, decoded (each followed by the end-of-text id). */
+function decodeDocs(file: string, eot: number): string[] {
+  const ids = readNpyTokens(file);
+  assert.equal(ids[ids.length - 1], eot, 'the file ends with end-of-text');
+  const docs: string[] = [];
+  let start = 0;
+  const tok = byteTokenizer();
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] === eot) { docs.push(tok.decode(ids.subarray(start, i))); start = i + 1; }
+  }
+  return docs;
+}
+
+test('hash split: deterministic, disjoint, decodes back to the original documents', async () => {
+  const dir = tmpDir();
+  const docs = sampleStories(dir, 'a.txt', 'train-00.txt', 400);
+  // duplicates of a few documents: they must land on the same side as their original
+  fs.appendFileSync(path.join(dir, 'a.txt'), docs.slice(0, 50).map((d) => `${d.replace(/ /g, '  ')}\n<|endoftext|>\n`).join(''));
+  const api = byteTokenizerApi();
+  const events: string[] = [];
+  const r = await prepareDataset({ data: [path.join(dir, 'a.txt')], vocabSize: 300, out: path.join(dir, 'out'), tokenizerApi: api, valFraction: 0.1 },
+    (ev) => events.push(ev.phase));
+  const train = decodeDocs(path.join(r.dir, 'train.npy'), 256);
+  const val = decodeDocs(path.join(r.dir, 'val.npy'), 256);
+  assert.equal(train.length + val.length, 450);
+  assert.ok(val.length > 10 && val.length < 100, `val ${val.length}`);
+  const valKeys = new Set(val.map(docKey));
+  assert.ok(train.every((d) => !valKeys.has(docKey(d))), 'no validation document in train');
+  // every original document is found, in order, on its side
+  const expectTrain = [...docs, ...docs.slice(0, 50).map((d) => d.replace(/ /g, '  '))].filter((d) => !valKeys.has(docKey(d)));
+  assert.deepEqual(train, expectTrain);
+  // the tokenizer was trained on train documents only
+  assert.equal(api.trainedOn.length, 1);
+  assert.ok(api.trainedOn[0]!.every((d) => !valKeys.has(docKey(d))));
+  assert.ok(events.includes('tokenize train') && events.includes('tokenize val'));
+  const meta = readMeta(r.dir);
+  assert.equal(meta.splits.train.documents, train.length);
+  assert.equal(meta.splits.val.documents, val.length);
+  assert.equal(meta.splits.val.bytes, val.reduce((s, d) => s + Buffer.byteLength(d), 0));
+  assert.equal(meta.splits.train.tokens, readNpyTokens(path.join(r.dir, 'train.npy')).length);
+  assert.equal(meta.dtype, 'uint16');
+  assert.equal(meta.tokenizer.hash, byteTokenizer(300).hash());
+  assert.ok(fs.existsSync(path.join(r.dir, 'tokenizer.json')));
+  // byte-level: tokens = bytes + one end-of-text per document, so bpb = nats * tokens / (bytes ln 2)
+  assert.ok(Math.abs(bitsPerByte(Math.LN2, meta, 'val') - meta.splits.val.tokens / meta.splits.val.bytes) < 1e-12);
+  // same inputs again: reused, not rebuilt
+  const again = await prepareDataset({ data: [path.join(dir, 'a.txt')], vocabSize: 300, out: path.join(dir, 'out'), tokenizerApi: api, valFraction: 0.1 });
+  assert.equal(again.reused, true);
+  assert.equal(api.trainedOn.length, 1);
+  // other options: rebuilt, same split
+  const other = await prepareDataset({ data: [path.join(dir, 'a.txt')], vocabSize: 301, out: path.join(dir, 'out'), tokenizerApi: api, valFraction: 0.1 });
+  assert.equal(other.reused, false);
+  assert.deepEqual(decodeDocs(path.join(r.dir, 'val.npy'), 256), val);
+  assert.deepEqual(fs.readdirSync(r.dir).sort(), ['meta.json', 'tokenizer.json', 'train.npy', 'val.npy']);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('explicit validation files: train copies of validation documents are removed', async () => {
+  const dir = tmpDir();
+  const train = sampleStories(dir, 'train.txt', 'train-00.txt', 100);
+  const val = sampleStories(dir, 'val.txt', 'valid-00.txt', 20);
+  fs.appendFileSync(path.join(dir, 'train.txt'), `${val[3]}\n<|endoftext|>\n${val[7]}\n<|endoftext|>\n`);
+  const r = await prepareDataset({ data: [path.join(dir, 'train.txt')], val: [path.join(dir, 'val.txt')], vocabSize: 300, out: path.join(dir, 'o'), tokenizerApi: byteTokenizerApi() });
+  assert.deepEqual(decodeDocs(path.join(r.dir, 'val.npy'), 256), val);
+  assert.deepEqual(decodeDocs(path.join(r.dir, 'train.npy'), 256), train);
+  assert.match(r.meta.valRule, /validation files/);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('moby-dick: chapters split by hash, a fixed validation set', async () => {
+  const dir = tmpDir();
+  const r = await prepareDataset({ dataset: 'moby-dick', vocabSize: 300, out: path.join(dir, 'o'), tokenizerApi: byteTokenizerApi() });
+  assert.ok(r.meta.splits.val.documents >= 1);
+  assert.ok(r.meta.splits.train.documents > 100);
+  assert.match(r.meta.source, /moby-dick/);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('bad inputs are UserErrors naming the problem, and no output is left', async () => {
+  const dir = tmpDir();
+  const api = byteTokenizerApi();
+  const out = path.join(dir, 'o');
+  fs.writeFileSync(path.join(dir, 'blank.txt'), '\n\n  \n<|endoftext|>\n\n');
+  await assert.rejects(prepareDataset({ data: [path.join(dir, 'blank.txt')], vocabSize: 300, out, tokenizerApi: api }), (e: unknown) => e instanceof UserError && /no documents found/.test(e.message));
+  fs.writeFileSync(path.join(dir, 'one.txt'), 'just one document');
+  await assert.rejects(prepareDataset({ data: [path.join(dir, 'one.txt')], vocabSize: 300, out, tokenizerApi: api }), /too few documents/);
+  await assert.rejects(prepareDataset({ vocabSize: 300, out, tokenizerApi: api }), /say what to prepare/);
+  await assert.rejects(prepareDataset({ dataset: 'moby-dick', vocabSize: 10, out, tokenizerApi: api }), /--vocab-size must be/);
+  assert.equal(fs.existsSync(path.join(out, 'meta.json')), false);
+  fs.rmSync(dir, { recursive: true });
+});
