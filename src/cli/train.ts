@@ -124,8 +124,8 @@ function report(r: TrainResult): string[] {
     lines.push(`checkpoint saved in ${r.runDir}; continue with: pocketlm train --out ${JSON.stringify(r.runDir)} --resume`);
     return lines;
   }
-  lines.push('', 'validation (same split)      nats/token   bits/byte');
-  const row = (name: string, nats: number, bpb: number) => `  ${name.padEnd(26)} ${nats.toFixed(4).padStart(10)}  ${bpb.toFixed(4).padStart(10)}`;
+  lines.push('', `${'validation (same split)'.padEnd(38)} nats/token   bits/byte`);
+  const row = (name: string, nats: number, bpb: number) => `  ${name.padEnd(36)} ${nats.toFixed(4).padStart(10)}  ${bpb.toFixed(4).padStart(10)}`;
   lines.push(row('this model', r.valLoss!, r.valBpb!));
   if (r.baselines) {
     for (const k of ['trigram', 'bigram', 'unigram', 'uniform'] as const) {

@@ -63,7 +63,7 @@ function sha256(bytes: Uint8Array): string {
   return crypto.createHash('sha256').update(bytes).digest('hex');
 }
 
-function allFinite(x: FloatArray): boolean {
+export function allFinite(x: FloatArray): boolean {
   for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return false;
   return true;
 }

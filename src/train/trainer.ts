@@ -5,7 +5,7 @@ import { computeBaselines, type Baselines } from '../data/baselines.js';
 import type { PrepareProgress } from '../data/prepare.js';
 import { sampleToken } from '../model/generate.js';
 import { UserError } from '../util/errors.js';
-import { saveCheckpoint, type CheckpointManifest } from './checkpoint.js';
+import { allFinite, saveCheckpoint, type CheckpointManifest } from './checkpoint.js';
 import { meanLoss, sampleTokens } from './evaluate.js';
 import { LogWriter, type LogRecord } from './log.js';
 import { lrForRun } from './schedule.js';
@@ -111,7 +111,9 @@ function sampleLines(s: Session, count: number): string[] {
   return out;
 }
 
-function checkpoint(s: Session, elapsedSeconds: number): CheckpointManifest {
+function checkpoint(s: Session, elapsedSeconds: number, lastGood: number | null): CheckpointManifest {
+  // A step can overflow the weights without a NaN loss yet: never let that reach the disk.
+  if (!allFinite(s.model.params)) throw new DivergedError(s.step, 'a weight', s.paths.dir, lastGood);
   s.optimizer.evalParams();
   try {
     return saveCheckpoint(
@@ -203,7 +205,7 @@ export async function train(req: SessionRequest, onEvent: (ev: TrainEvent) => vo
         (checkpointEvery > 0 && s.step % checkpointEvery === 0) ||
         (tc.checkpoint_minutes > 0 && performance.now() - lastCheckpointWall >= tc.checkpoint_minutes * 60_000);
       if (due) {
-        checkpoint(s, elapsed());
+        checkpoint(s, elapsed(), lastGood);
         lastGood = s.step;
         lastCheckpointWall = performance.now();
         onEvent({ type: 'checkpoint', step: s.step, dir: s.paths.dir });

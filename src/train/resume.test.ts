@@ -1,0 +1,202 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
+import { readLog, type LogRecord } from './log.js';
+
+// End-to-end through `node bin/pocketlm.js train`: a run killed with SIGKILL at random moments
+// and resumed each time must log exactly the same numbers as an uninterrupted run. wasm with one
+// thread: its kernels are deterministic for a given thread count.
+
+const BIN = path.join(packageRoot(), 'bin', 'pocketlm.js');
+const DATA = path.join(tinystoriesSampleDir(), 'valid-00.txt');
+const STEPS = 160;
+
+let work = '';
+let env: NodeJS.ProcessEnv = {};
+let configFile = '';
+/** The no-network run waits through the downloader's retries (seconds of sleeping): started early, checked last. */
+let offline: Promise<{ code: number | null; stderr: string }> = Promise.resolve({ code: null, stderr: '' });
+
+before(() => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-resume-'));
+  env = { ...process.env, POCKETLM_CACHE: path.join(work, 'cache') };
+  offline = new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, 'train', '--preset', 'tiny', '--out', path.join(work, 'offline'), '--backend', 'wasm', '--threads', '1'], {
+      // port 9 on localhost: nothing listens there, so every download attempt fails at once
+      env: { ...env, POCKETLM_TINYSTORIES_URL: 'http://127.0.0.1:9/' }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+  configFile = path.join(work, 'tiny.toml');
+  fs.writeFileSync(configFile, `extends = "tiny"
+[model]
+vocab_size = 512
+d_model = 32
+n_layer = 1
+n_head = 2
+seq_len = 32
+ffn_hidden = 64
+[train]
+batch_size = 4
+grad_accum = 2
+steps = ${STEPS}
+time_seconds = 0
+eval_every = 40
+eval_batches = 2
+log_every = 1
+checkpoint_every = 8
+checkpoint_minutes = 0
+sample_tokens = 8
+backend = "wasm"
+threads = 1
+[optim]
+warmup_steps = 10
+`);
+});
+
+after(() => {
+  if (work) fs.rmSync(work, { recursive: true, force: true });
+});
+
+interface Done { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+function start(out: string, extra: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<Done> } {
+  const child = spawn(process.execPath, [BIN, 'train', '--config', configFile, '--data', DATA, '--out', out, ...extra], {
+    env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<Done>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, done };
+}
+
+function manifestStep(dir: string): number {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(dir, 'checkpoint.json'), 'utf8')) as { step: number }).step;
+  } catch {
+    return 0; // absent (or, never, half-written: it is replaced atomically)
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until cond() holds or the child exits; true when cond() held. */
+async function waitFor(cond: () => boolean, exited: () => boolean, timeoutMs = 20_000): Promise<boolean> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < timeoutMs) {
+    if (cond()) return true;
+    if (exited()) return cond();
+    await sleep(5);
+  }
+  throw new Error('timed out waiting for the training process');
+}
+
+/** The deterministic fields of each record (timings excluded), for bit-for-bit comparison. */
+function numbers(dir: string): Omit<LogRecord, 'tokens_per_second' | 'elapsed'>[] {
+  return readLog(path.join(dir, 'log.jsonl')).map(({ step, loss, lr, grad_norm, tokens, val_loss, val_bpb }) => ({ step, loss, lr, grad_norm, tokens, val_loss, val_bpb }));
+}
+
+let reference: ReturnType<typeof numbers> = [];
+
+test('an uninterrupted tiny run completes and logs every step', async () => {
+  const dir = path.join(work, 'ref');
+  const r = await start(dir).done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /backend: wasm \(1 thread\): requested/);
+  assert.match(r.stdout, /stopped after step 160 \(step count reached\)/);
+  assert.match(r.stdout, /trigram/);
+  reference = numbers(dir);
+  assert.equal(reference.length, STEPS);
+  assert.deepEqual(reference.map((x) => x.step), Array.from({ length: STEPS }, (_, i) => i + 1));
+  assert.equal(manifestStep(dir), STEPS);
+});
+
+test('killed with SIGKILL at random moments and resumed, the run logs exactly the same numbers', async () => {
+  assert.ok(reference.length, 'needs the reference run');
+  const dir = path.join(work, 'killed');
+  // A fixed-seed generator for the kill delays: random moments, reproducible test.
+  let seed = 12345;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  let kills = 0;
+  let last = 0;
+  for (let round = 0; round < 6 && kills < 3; round++) {
+    const { child, done } = start(dir, round === 0 ? [] : ['--resume']);
+    let exited = false;
+    void done.then(() => (exited = true));
+    // wait for progress past the last checkpoint, then kill at a random moment after it
+    const progressed = await waitFor(() => manifestStep(dir) > last, () => exited);
+    if (!progressed || exited) break;
+    await sleep(rand() * 60);
+    if (exited) break;
+    child.kill('SIGKILL');
+    const r = await done;
+    assert.equal(r.signal, 'SIGKILL');
+    kills++;
+    const now = manifestStep(dir);
+    assert.ok(now > last && now < STEPS, `checkpoint advanced (${last} -> ${now})`);
+    last = now;
+  }
+  assert.ok(kills >= 2, `the run was killed at least twice (${kills})`);
+  const r = await start(dir, ['--resume']).done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /resuming from the checkpoint at step \d+/);
+  assert.deepEqual(numbers(dir), reference);
+  // only the latest checkpoint folder is kept
+  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('ckpt-')), ['ckpt-000160']);
+});
+
+test('SIGINT finishes the step, saves a checkpoint, exits 0; resuming gives the same numbers', async () => {
+  assert.ok(reference.length, 'needs the reference run');
+  const dir = path.join(work, 'interrupted');
+  const { child, done } = start(dir);
+  let exited = false;
+  void done.then(() => (exited = true));
+  assert.ok(await waitFor(() => manifestStep(dir) >= 10, () => exited));
+  child.kill('SIGINT');
+  const r = await done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /SIGINT: finishing this step/);
+  assert.match(r.stdout, /interrupted/);
+  const logged = numbers(dir);
+  const step = manifestStep(dir);
+  assert.ok(step > 0 && step < STEPS);
+  assert.equal(logged.at(-1)!.step, step, 'the checkpoint is at the last finished step');
+  const r2 = await start(dir, ['--resume']).done;
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.deepEqual(numbers(dir), reference);
+});
+
+test('a second train into a run folder without --resume is refused; a corrupt checkpoint is refused on resume', async () => {
+  const dir = path.join(work, 'ref');
+  const r = await start(dir).done;
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /already holds a run with a checkpoint; add --resume/);
+  const file = path.join(dir, 'ckpt-000160', 'model.safetensors');
+  fs.truncateSync(file, fs.statSync(file).size - 10);
+  const r2 = await start(dir, ['--resume', '--steps', '170']).done;
+  assert.equal(r2.code, 1);
+  assert.equal(r2.stderr.trim().split('\n').length, 1, r2.stderr);
+  assert.match(r2.stderr, /^pocketlm: checkpoint file .*model\.safetensors has \d+ bytes, expected \d+ \(truncated or replaced\)/);
+  const r3 = await start(dir, ['--resume', '--set', 'model.d_model=64', '--set', 'model.ffn_hidden=128']).done;
+  assert.equal(r3.code, 1);
+  assert.match(r3.stderr, /^pocketlm: checkpoint in .* does not match: model\.d_model is 32 in the checkpoint but 64 in the config\n$/);
+});
+
+test('with no network, the default dataset fails with one line pointing to offline options', async () => {
+  const { code, stderr } = await offline;
+  assert.equal(code, 1);
+  const lines = stderr.trim().split('\n');
+  assert.equal(lines.length, 1, stderr);
+  assert.match(lines[0]!, /^pocketlm: /);
+  assert.match(lines[0]!, /--dataset moby-dick/);
+  assert.match(lines[0]!, /--data/);
+});
