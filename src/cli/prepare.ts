@@ -1,9 +1,109 @@
 import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
 import { UserError } from '../util/errors.js';
+import { prepareDataset, DEFAULT_MAX_TRAIN_MB, type PrepareOptions } from '../data/index.js';
 
-// Placeholder until this command lands; replaced by its owner.
+interface PrepareFlags {
+  dataset?: string; data?: string[]; val?: string[]; vocabSize: string; out?: string; tokenizer?: string;
+  maxTrainMb: string; threads?: string; valFraction?: string; tokenizerTrainMb?: string; force?: boolean; json?: boolean;
+}
+
+function num(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UserError(`${flag} expects a number, got "${v}"`);
+  return n;
+}
+
 export function registerPrepare(program: Command): void {
-  program.command('prepare').description('(not built yet)').allowUnknownOption().action(() => {
-    throw new UserError('`pocketlm prepare` is not built yet');
-  });
+  program
+    .command('prepare')
+    .description('turn text into train.npy / val.npy (+ meta.json, tokenizer.json) for training')
+    .option('--dataset <name>', 'tinystories (downloaded) or moby-dick (bundled, offline)')
+    .option('--data <paths...>', 'text files, folders or globs (.txt with <|endoftext|> lines or blank-line paragraphs, .jsonl with "text")')
+    .option('--val <paths...>', 'validation files (default: a 2% hash split of the documents, or the TinyStories validation file)')
+    .option('--vocab-size <n>', 'vocabulary of the tokenizer to train', '1024')
+    .option('--out <dir>', 'output folder (default: under the cache, keyed by inputs and options)')
+    .option('--tokenizer <file>', 'use this tokenizer.json (or gpt2) instead of training one')
+    .option('--max-train-mb <n>', 'TinyStories: MB of the train file to download', String(DEFAULT_MAX_TRAIN_MB))
+    .option('--threads <n>', 'tokenizer worker threads')
+    .option('--val-fraction <f>', 'share of documents for validation when no validation file is given', '0.02')
+    .option('--tokenizer-train-mb <n>', 'MB of train text the tokenizer learns from', '20')
+    .option('--force', 'prepare again even if the output is up to date')
+    .option('--json', 'print meta.json instead of a summary')
+    .action(async (f: PrepareFlags) => {
+      if (f.dataset && f.dataset !== 'tinystories' && f.dataset !== 'moby-dick') {
+        throw new UserError(`unknown dataset "${f.dataset}" (known: tinystories, moby-dick)`);
+      }
+      const opts: PrepareOptions = {
+        dataset: f.dataset as PrepareOptions['dataset'],
+        data: f.data, val: f.val, out: f.out, tokenizer: f.tokenizer, force: f.force,
+        vocabSize: num('--vocab-size', f.vocabSize)!,
+        maxTrainMb: num('--max-train-mb', f.maxTrainMb),
+        threads: num('--threads', f.threads),
+        valFraction: num('--val-fraction', f.valFraction),
+        tokenizerTrainMb: num('--tokenizer-train-mb', f.tokenizerTrainMb),
+      };
+      const bar = phaseProgress();
+      let r;
+      try {
+        r = await prepareDataset(opts, (ev) => bar.update(ev));
+      } finally {
+        bar.stop();
+      }
+      if (f.json) { console.log(JSON.stringify({ dir: r.dir, reused: r.reused, meta: r.meta }, null, 2)); return; }
+      const m = r.meta;
+      console.log(`${r.reused ? 'up to date' : 'prepared'}: ${r.dir}`);
+      console.log(`source:    ${m.source}`);
+      console.log(`tokenizer: vocab ${m.vocabSize}, ${m.tokenizer.origin}, sha256 ${m.tokenizer.hash.slice(0, 16)}`);
+      for (const s of ['train', 'val'] as const) {
+        const x = m.splits[s];
+        console.log(`${s.padEnd(5)}      ${x.documents.toLocaleString('en-US')} documents, ${x.tokens.toLocaleString('en-US')} tokens, ${x.bytes.toLocaleString('en-US')} bytes (${(x.bytes / x.tokens).toFixed(2)} bytes/token)`);
+      }
+      console.log(`validation: ${m.valRule}`);
+    });
+}
+
+// ---------------------------------------------------------------- progress display
+
+/** Progress events from the data layer ({ phase, done, total }). */
+interface PhaseEvent { phase: string; done: number; total: number }
+
+function mb(n: number): string {
+  return `${(n / 1e6).toFixed(1)} MB`;
+}
+
+/**
+ * Draws data-layer progress on stderr: a cli-progress bar per phase on a terminal (bytes,
+ * rate and ETA for downloads; counts otherwise), one line per phase when not a terminal.
+ */
+function phaseProgress(stream: NodeJS.WriteStream = process.stderr): { update(ev: PhaseEvent): void; stop(): void } {
+  let bar: cliProgress.SingleBar | null = null;
+  let phase = '';
+  let t0 = 0;
+  const isBytes = (p: string) => p.startsWith('download');
+  const stop = (): void => {
+    bar?.stop();
+    bar = null;
+  };
+  return {
+    update(ev: PhaseEvent): void {
+      if (ev.phase !== phase) {
+        stop();
+        phase = ev.phase;
+        t0 = Date.now();
+        if (!stream.isTTY) { stream.write(`${ev.phase}...\n`); return; }
+        const fmt = isBytes(ev.phase)
+          ? `${ev.phase} |{bar}| {percentage}% {doneText}/{totalText} {rate} ETA {eta_formatted}`
+          : ev.total > 0 ? `${ev.phase} |{bar}| {percentage}% {value}/{total} ETA {eta_formatted}` : `${ev.phase}: {value}`;
+        bar = new cliProgress.SingleBar({ format: fmt, stream, hideCursor: true, clearOnComplete: false, etaBuffer: 50 }, cliProgress.Presets.shades_classic);
+        bar.start(Math.max(ev.total, 1), ev.done, { doneText: mb(ev.done), totalText: mb(ev.total), rate: '' });
+      }
+      if (!bar) return;
+      if (ev.total > 0 && bar.getTotal() !== ev.total) bar.setTotal(ev.total);
+      const secs = (Date.now() - t0) / 1000;
+      bar.update(ev.done, { doneText: mb(ev.done), totalText: mb(ev.total), rate: secs > 0.5 ? `${mb(ev.done / secs)}/s` : '' });
+    },
+    stop,
+  };
 }

@@ -2,7 +2,7 @@
 export { prepareDataset, type PrepareOptions, type PrepareProgress, type PreparedDataset, type ProgressFn } from './prepare.js';
 export { TokenLoader, fixedValBatches, type LoaderOptions, type LoaderState, type LoaderMode, type FixedBatch } from './loader.js';
 export { computeBaselines, type Baselines, type BaselineEntry, type BaselineScore } from './baselines.js';
-export { bitsPerByte, readMeta, assertSameTokenizer, DATA_FORMAT_VERSION, type DatasetMeta, type SplitStats, type SplitName } from './meta.js';
+export { bitsPerByte, readMeta, readMetaFor, assertSameTokenizer, DATA_FORMAT_VERSION, type DatasetMeta, type SplitStats, type SplitName } from './meta.js';
 export { downloadFile, downloadTinyStories, DEFAULT_MAX_TRAIN_MB, type DownloadProgress } from './download.js';
 export { readNpyTokens, NpyWriter, type TokenDtype } from './npy.js';
 export type { DataTokenizer, TokenizerApi } from './tokenizer-api.js';

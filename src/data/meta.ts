@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
 import { UserError } from '../util/errors.js';
 import { packageRoot } from '../util/paths.js';
 import type { TokenDtype } from './npy.js';
@@ -67,14 +66,16 @@ export function bitsPerByte(natsPerToken: number, meta: DatasetMeta, split: Spli
   return (natsPerToken * s.tokens) / (s.bytes * Math.LN2);
 }
 
-/** The sha256 of a tokenizer.json file's canonical JSON (what Tokenizer.hash() is meant to match). */
-export function fileSha256(file: string): string {
-  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
 /** Throws when token files were made with another tokenizer than the one given. */
 export function assertSameTokenizer(meta: DatasetMeta, tokenizerHash: string, what: string): void {
   if (meta.tokenizer.hash !== tokenizerHash) {
     throw new UserError(`the token files were made with another tokenizer (meta.json hash ${meta.tokenizer.hash.slice(0, 12)}, ${what} hash ${tokenizerHash.slice(0, 12)}): prepare the data again with this tokenizer`);
   }
+}
+
+/** readMeta + a check that `tokenizerHash` (the tokenizer about to be used) made the token files. */
+export function readMetaFor(dir: string, tokenizerHash: string, what: string): DatasetMeta {
+  const meta = readMeta(dir);
+  assertSameTokenizer(meta, tokenizerHash, what);
+  return meta;
 }
