@@ -1,13 +1,13 @@
 // Single-threaded sgemm over one block of C: C = alpha * op(A) * op(B) + beta * C.
 // GotoBLAS structure: B is packed into kc x 8 column panels, A into kc x 4 row panels
-// (zero-padded at the edges), and a 4 x 8 register tile of FMAs runs over them. Threads
+// (zero-padded at the edges), and a 6 x 8 register tile of FMAs runs over them. Threads
 // split C into blocks on the JavaScript side and call this with shifted pointers.
 import { madd } from './simd';
 
-export const MR: i32 = 4;
+export const MR: i32 = 6;
 export const NR: i32 = 8;
 export const KC: i32 = 256;
-export const MC: i32 = 128;
+export const MC: i32 = 120;
 export const NC: i32 = 2048;
 /** Bytes of scratch one gemm call needs: packed B block, packed A block, one edge tile. */
 export const GEMM_SCRATCH_BYTES: i32 = (KC * NC + MC * KC + MR * NR) * 4;
@@ -59,7 +59,10 @@ function packA(transA: i32, A: usize, lda: i32, ic: i32, pc: i32, mc: i32, kc: i
       const src = A + ((<usize>pc * <usize>lda + <usize>(ic + i0)) << 2);
       if (h == MR) {
         for (let p = 0; p < kc; p++) {
-          v128.store(panel + (<usize>(p * MR) << 2), v128.load(src + (<usize>(p * lda) << 2)));
+          const s = src + (<usize>(p * lda) << 2);
+          const d = panel + (<usize>(p * MR) << 2);
+          v128.store(d, v128.load(s));
+          store<u64>(d, load<u64>(s, 16), 16);
         }
       } else {
         for (let p = 0; p < kc; p++) {
@@ -69,7 +72,7 @@ function packA(transA: i32, A: usize, lda: i32, ic: i32, pc: i32, mc: i32, kc: i
         }
       }
     } else {
-      // stored M x K: gather MR rows; 4 x 4 blocks are transposed with shuffles
+      // stored M x K: gather MR rows; rows 0-3 in 4 x 4 blocks transposed with shuffles
       const src = A + ((<usize>(ic + i0) * <usize>lda + <usize>pc) << 2);
       if (h == MR) {
         const rs = <usize>lda << 2;
@@ -86,9 +89,15 @@ function packA(transA: i32, A: usize, lda: i32, ic: i32, pc: i32, mc: i32, kc: i
           const t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
           const d = panel + (<usize>(p * MR) << 2);
           v128.store(d, i64x2.shuffle(t0, t1, 0, 2));
-          v128.store(d, i64x2.shuffle(t0, t1, 1, 3), 16);
-          v128.store(d, i64x2.shuffle(t2, t3, 0, 2), 32);
-          v128.store(d, i64x2.shuffle(t2, t3, 1, 3), 48);
+          v128.store(d, i64x2.shuffle(t0, t1, 1, 3), MR * 4);
+          v128.store(d, i64x2.shuffle(t2, t3, 0, 2), MR * 8);
+          v128.store(d, i64x2.shuffle(t2, t3, 1, 3), MR * 12);
+          const s4 = s + 4 * rs, s5 = s + 5 * rs;
+          for (let q = 0; q < 4; q++) {
+            const dq = d + (<usize>(q * MR) << 2);
+            store<f32>(dq, load<f32>(s4 + (<usize>q << 2)), 16);
+            store<f32>(dq, load<f32>(s5 + (<usize>q << 2)), 20);
+          }
         }
         for (; p < kc; p++) {
           const d = panel + (<usize>(p * MR) << 2);
@@ -104,28 +113,21 @@ function packA(transA: i32, A: usize, lda: i32, ic: i32, pc: i32, mc: i32, kc: i
   }
 }
 
-// @ts-ignore: decorator
-@inline function storeRow(c: usize, acc0: v128, acc1: v128, alpha: v128, beta: f32): void {
-  let o0 = f32x4.mul(acc0, alpha);
-  let o1 = f32x4.mul(acc1, alpha);
-  if (beta != 0) {
-    const b = f32x4.splat(beta);
-    o0 = madd(v128.load(c), b, o0);
-    o1 = madd(v128.load(c, 16), b, o1);
-  }
-  v128.store(c, o0);
-  v128.store(c, o1, 16);
-}
-
 /**
- * The 4 x 8 micro-kernel: acc = pa^T pb over kc, then C[0:h, 0:w] = alpha*acc + beta*C
- * (beta == 0: C not read). Full tiles go straight to C; edge tiles through `tile`.
+ * The 6 x 8 micro-kernel: tile[6][8] = pa^T pb over kc. 12 accumulators + 2 B vectors +
+ * 1 A splat fit the 16 xmm registers V8 has; anything else live across the loop (alpha
+ * and beta as f32 parameters were) makes V8 spill and halves the speed, so applying
+ * alpha/beta to C is a separate step. The loop is not unrolled for the same reason.
+ * Exported only so that Binaryen does not inline it into gemm (its single call site):
+ * inlined, it shares gemm's registers and V8 spills the accumulators (3x slower).
  */
-function micro(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, h: i32, w: i32, alpha: f32, beta: f32, tile: usize): void {
+export function micro(kc: i32, pa: usize, pb: usize, tile: usize): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  let c40 = f32x4.splat(0), c41 = f32x4.splat(0);
+  let c50 = f32x4.splat(0), c51 = f32x4.splat(0);
   for (let p = 0; p < kc; p++) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
@@ -137,28 +139,46 @@ function micro(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, h: i32, w: i32
     c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
     a = v128.load32_splat(pa, 12);
     c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
-    pa += 16;
+    a = v128.load32_splat(pa, 16);
+    c40 = madd(a, b0, c40); c41 = madd(a, b1, c41);
+    a = v128.load32_splat(pa, 20);
+    c50 = madd(a, b0, c50); c51 = madd(a, b1, c51);
+    pa += 24;
     pb += 32;
   }
-  const va = f32x4.splat(alpha);
+  v128.store(tile, c00); v128.store(tile, c01, 16);
+  v128.store(tile, c10, 32); v128.store(tile, c11, 48);
+  v128.store(tile, c20, 64); v128.store(tile, c21, 80);
+  v128.store(tile, c30, 96); v128.store(tile, c31, 112);
+  v128.store(tile, c40, 128); v128.store(tile, c41, 144);
+  v128.store(tile, c50, 160); v128.store(tile, c51, 176);
+}
+
+/** C[0:h, 0:w] = alpha * tile + beta * C (beta == 0: C is not read). */
+function updateC(tile: usize, c: usize, ldc: i32, h: i32, w: i32, alpha: f32, beta: f32): void {
   const rs = <usize>ldc << 2;
-  if (h == MR && w == NR) {
-    storeRow(c, c00, c01, va, beta);
-    storeRow(c + rs, c10, c11, va, beta);
-    storeRow(c + 2 * rs, c20, c21, va, beta);
-    storeRow(c + 3 * rs, c30, c31, va, beta);
+  if (w == NR) {
+    const va = f32x4.splat(alpha), vb = f32x4.splat(beta);
+    for (let i = 0; i < h; i++) {
+      const crow = c + <usize>i * rs;
+      const trow = tile + (<usize>(i * NR) << 2);
+      let o0 = f32x4.mul(v128.load(trow), va);
+      let o1 = f32x4.mul(v128.load(trow, 16), va);
+      if (beta != 0) {
+        o0 = madd(v128.load(crow), vb, o0);
+        o1 = madd(v128.load(crow, 16), vb, o1);
+      }
+      v128.store(crow, o0);
+      v128.store(crow, o1, 16);
+    }
     return;
   }
-  v128.store(tile, f32x4.mul(c00, va)); v128.store(tile, f32x4.mul(c01, va), 16);
-  v128.store(tile, f32x4.mul(c10, va), 32); v128.store(tile, f32x4.mul(c11, va), 48);
-  v128.store(tile, f32x4.mul(c20, va), 64); v128.store(tile, f32x4.mul(c21, va), 80);
-  v128.store(tile, f32x4.mul(c30, va), 96); v128.store(tile, f32x4.mul(c31, va), 112);
   for (let i = 0; i < h; i++) {
     const crow = c + <usize>i * rs;
     const trow = tile + (<usize>(i * NR) << 2);
     for (let j = 0; j < w; j++) {
       const cj = crow + (<usize>j << 2);
-      const t = load<f32>(trow + (<usize>j << 2));
+      const t = alpha * load<f32>(trow + (<usize>j << 2));
       store<f32>(cj, beta != 0 ? t + beta * load<f32>(cj) : t);
     }
   }
@@ -203,7 +223,8 @@ export function gemm(
           for (let ir = 0; ir < mc; ir += MR) {
             const h = min(MR, mc - ir);
             const c = C + ((<usize>(ic + ir) * <usize>ldc + <usize>(jc + jr)) << 2);
-            micro(kc, pA + (<usize>(ir * kc) << 2), pb, c, ldc, h, w, alpha, b, tile);
+            micro(kc, pA + (<usize>(ir * kc) << 2), pb, tile);
+            updateC(tile, c, ldc, h, w, alpha, b);
           }
         }
       }

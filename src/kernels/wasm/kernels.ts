@@ -129,7 +129,7 @@ class WasmKernelSet implements WasmKernels {
     const ta = tA ? 1 : 0, tb = tB ? 1 : 0;
     // Split the larger side: each thread packs the whole of the other operand.
     if (M >= N) {
-      this.split('gemm', M, par && M >= 8, 4, (i0, i1, t) => [ta, tb, i1 - i0, N, K, alpha,
+      this.split('gemm', M, par && M >= 12, 6, (i0, i1, t) => [ta, tb, i1 - i0, N, K, alpha,
         a + 4 * (tA ? i0 : i0 * lda), lda, b, ldb, beta, c + 4 * i0 * ldc, ldc, this.scratch[t]!]);
     } else {
       this.split('gemm', N, par && N >= 16, 8, (j0, j1, t) => [ta, tb, M, j1 - j0, K, alpha,
