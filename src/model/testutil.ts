@@ -7,6 +7,11 @@ import type { ModelConfig } from './config.js';
 import type { GPT } from './gpt.js';
 import { mulberry32, normalSampler } from './rng.js';
 
+const base = { rope_theta: 10000, norm_eps: 1e-5, init_std: 0.02 };
+/** The [model] sections of presets/seed-small.toml and presets/default.toml. */
+export const SEED_SMALL: ModelConfig = { vocab_size: 1024, d_model: 128, n_layer: 4, n_head: 4, seq_len: 128, ffn_hidden: 512, tie_embeddings: false, ...base };
+export const DEFAULT: ModelConfig = { vocab_size: 1024, d_model: 192, n_layer: 6, n_head: 6, seq_len: 256, ffn_hidden: 768, tie_embeddings: false, ...base };
+
 export function tinyConfig(over: Partial<ModelConfig> = {}): ModelConfig {
   return {
     vocab_size: 11, d_model: 8, n_layer: 2, n_head: 2, seq_len: 5, ffn_hidden: 12,

@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isUserError } from '../util/errors.js';
+import { activationFloats, layerActivationFloats } from './activations.js';
+import { defaultFfnHidden, validateModelConfig, type ModelConfig } from './config.js';
+import { attentionFlopsPerToken, flopsPerToken } from './flops.js';
+import { countParams, planLayout } from './layout.js';
+import { DEFAULT, SEED_SMALL } from './testutil.js';
+
+
+test('parameter counts match the Python original exactly (seed-small 1,311,872; default 3,934,656)', () => {
+  assert.equal(countParams(SEED_SMALL), 1_311_872);
+  assert.equal(countParams(DEFAULT), 3_934_656);
+  // tying removes exactly the [V, C] head
+  assert.equal(countParams({ ...DEFAULT, tie_embeddings: true }), 3_934_656 - 1024 * 192);
+});
+
+test('layout: contiguous, named, shaped, decay only on matrices other than embeddings', () => {
+  for (const cfg of [SEED_SMALL, { ...SEED_SMALL, tie_embeddings: true }]) {
+    const { tensors, numParams } = planLayout(cfg);
+    let off = 0;
+    for (const t of tensors) {
+      assert.equal(t.offset, off, t.name);
+      assert.equal(t.size, t.shape.reduce((a, b) => a * b, 1), t.name);
+      off += t.size;
+      assert.equal(t.decay, t.shape.length === 2 && t.name !== 'wte', t.name);
+    }
+    assert.equal(off, numParams);
+    const names = tensors.map((t) => t.name);
+    assert.equal(names[0], 'wte');
+    assert.deepEqual(names.slice(1, 7), ['blocks.0.attn_norm', 'blocks.0.wqkv', 'blocks.0.wo', 'blocks.0.mlp_norm', 'blocks.0.w_gate_up', 'blocks.0.w_down']);
+    assert.equal(names.includes('lm_head'), !cfg.tie_embeddings);
+    assert.deepEqual(tensors.find((t) => t.name === 'blocks.3.w_gate_up')!.shape, [128, 1024]);
+  }
+});
+
+test('defaultFfnHidden: 8/3 d rounded to a multiple of 32', () => {
+  assert.equal(defaultFfnHidden(192), 512);
+  assert.equal(defaultFfnHidden(128), 352); // 341.3 -> 352
+  assert.equal(defaultFfnHidden(768), 2048);
+  for (const d of [8, 64, 100, 256, 300]) {
+    const f = defaultFfnHidden(d);
+    assert.equal(f % 32, 0);
+    assert.ok(Math.abs(f - (8 * d) / 3) <= 16 || f === 32, `d=${d} f=${f}`);
+  }
+});
+
+test('config validation names the bad field in a one-line UserError', () => {
+  const bad: [Partial<ModelConfig>, RegExp][] = [
+    [{ d_model: 130 }, /d_model \(130\) must be a multiple of model.n_head/],
+    [{ n_layer: 0 }, /model.n_layer must be a positive integer/],
+    [{ d_model: 12, n_head: 4 }, /even for RoPE/],
+    [{ norm_eps: -1 }, /model.norm_eps must be a positive number/],
+    [{ vocab_size: 1.5 }, /model.vocab_size/],
+  ];
+  for (const [over, re] of bad) {
+    assert.throws(() => validateModelConfig({ ...SEED_SMALL, ...over }), (e: unknown) => isUserError(e) && re.test((e as Error).message) && !(e as Error).message.includes('\n'));
+  }
+  validateModelConfig(DEFAULT);
+});
+
+test('activation plan of the default preset: 66,613,248 floats (266.5 MB) as documented', () => {
+  assert.equal(layerActivationFloats(DEFAULT, 8), 9_441_280);
+  assert.equal(activationFloats(DEFAULT, 8), 66_613_248);
+});
+
+test('flops per token = 6 params + 6 L T C (causal half of the attention products)', () => {
+  assert.equal(attentionFlopsPerToken(DEFAULT), 6 * 6 * 256 * 192);
+  assert.equal(flopsPerToken(SEED_SMALL), 6 * 1_311_872 + 6 * 4 * 128 * 128);
+});

@@ -1,0 +1,26 @@
+import type { ModelConfig } from './config.js';
+import { countParams } from './layout.js';
+
+/**
+ * Training FLOPs per token (forward + backward), the convention used for MFU:
+ *
+ *   6 * params                      every parameter takes part in one multiply-add per token in
+ *                                   the forward (2 FLOPs) and two in the backward (4 FLOPs).
+ *                                   `params` is the full count (embedding table included), as
+ *                                   in the usual 6N rule; the input embedding is really a lookup,
+ *                                   so for untied models this overstates by 6 * V * C.
+ * + 6 * n_layer * seq_len * d_model attention score/value products: per token and layer, QK^T
+ *                                   and PV are 2 * T * C FLOPs each in the forward over the FULL
+ *                                   T x T matrix, and the backward doubles that (12 L T C in all).
+ *                                   We count the CAUSAL HALF (only keys j <= t do useful work),
+ *                                   hence 6 L T C. The kernels actually compute the full
+ *                                   square, so the hardware does 6 L T C more than counted.
+ */
+export function flopsPerToken(cfg: ModelConfig): number {
+  return 6 * countParams(cfg) + attentionFlopsPerToken(cfg);
+}
+
+/** The causal-half attention term 6 * n_layer * seq_len * d_model (see flopsPerToken). */
+export function attentionFlopsPerToken(cfg: ModelConfig): number {
+  return 6 * cfg.n_layer * cfg.seq_len * cfg.d_model;
+}
