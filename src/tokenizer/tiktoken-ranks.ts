@@ -35,8 +35,10 @@ export function parseTiktokenRanks(text: string, source: string): Uint8Array[] {
 
 /** A BpeSpec from tiktoken ranks (ids = ranks) and its special tokens. */
 export function specFromRanks(byRank: Uint8Array[], specialTokens: Record<string, number>, source: string): BpeSpec {
+  // Byte strings as Latin-1 JS strings: cheap to slice, join and hash.
+  const keys: string[] = byRank.map((b) => bytesKey(b));
   const rankOf = new Map<string, number>();
-  byRank.forEach((b, r) => rankOf.set(bytesKey(b), r));
+  keys.forEach((k, r) => { if (k !== undefined) rankOf.set(k, r); });
   const specials: SpecialToken[] = Object.entries(specialTokens).map(([content, id]) => ({ content, id }));
   let size = byRank.length;
   for (const s of specials) size = Math.max(size, s.id + 1);
@@ -47,28 +49,24 @@ export function specFromRanks(byRank: Uint8Array[], specialTokens: Record<string
     if (b === undefined) continue; // a gap; the tokenizer reports it unless a special fills it
     vocab[r] = b;
     if (b.length < 2) continue;
-    const parts = mergeBelowRank(b, r, rankOf);
+    const parts = mergeBelowRank(keys[r]!, r, rankOf);
     if (parts.length !== 2) throw new UserError(`${source}: token of rank ${r} cannot be made by merging two lower-ranked tokens`);
-    merges.push([rankOf.get(bytesKey(parts[0]!))!, rankOf.get(bytesKey(parts[1]!))!]);
+    merges.push([rankOf.get(parts[0]!)!, rankOf.get(parts[1]!)!]);
   }
   return { vocab, merges, specials };
 }
 
-/** tiktoken's byte-pair merge of `bytes`, using only tokens of rank below `limit`. */
-function mergeBelowRank(bytes: Uint8Array, limit: number, rankOf: Map<string, number>): Uint8Array[] {
-  let parts: Uint8Array[] = Array.from(bytes, (_, i) => bytes.subarray(i, i + 1));
+/** tiktoken's byte-pair merge of the byte string `key`, using only tokens of rank below `limit`. */
+function mergeBelowRank(key: string, limit: number, rankOf: Map<string, number>): string[] {
+  const parts = key.split('');
   for (;;) {
     let best = limit;
     let at = -1;
     for (let i = 0; i + 1 < parts.length; i++) {
-      const start = parts[i]!.byteOffset - bytes.byteOffset;
-      const end = start + parts[i]!.length + parts[i + 1]!.length;
-      const r = rankOf.get(bytesKey(bytes.subarray(start, end)));
+      const r = rankOf.get(parts[i]! + parts[i + 1]!);
       if (r !== undefined && r < best) { best = r; at = i; }
     }
     if (at < 0) return parts;
-    const start = parts[at]!.byteOffset - bytes.byteOffset;
-    const joined = bytes.subarray(start, start + parts[at]!.length + parts[at + 1]!.length);
-    parts = [...parts.slice(0, at), joined, ...parts.slice(at + 2)];
+    parts.splice(at, 2, parts[at]! + parts[at + 1]!);
   }
 }

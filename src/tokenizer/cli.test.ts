@@ -1,0 +1,76 @@
+// The `pocketlm tokenizer` commands, run as a user would: node bin/pocketlm.js (needs a build).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { packageRoot } from '../util/paths.js';
+import { sampleDocs } from './test-fixtures.js';
+
+const bin = path.join(packageRoot(), 'bin', 'pocketlm.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-tokcli-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function run(args: string[], input?: string): { code: number; out: string; err: string } {
+  const r = spawnSync(process.execPath, [bin, 'tokenizer', ...args], { input, encoding: 'utf8', cwd: tmp });
+  return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+const data = path.join(tmp, 'train.txt');
+fs.writeFileSync(data, sampleDocs(120_000).join('\n<|endoftext|>\n'));
+const tokFile = path.join(tmp, 'tok.json');
+
+test('train writes a tokenizer.json of the asked size', () => {
+  const r = run(['train', '--data', data, '--vocab-size', '600', '--out', tokFile]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /600 ids = 256 bytes \+ 343 merges \+ 1 special/);
+  const j = JSON.parse(fs.readFileSync(tokFile, 'utf8')) as { model: { merges: unknown[] } };
+  assert.equal(j.model.merges.length, 343);
+  const info = run(['info', '--tokenizer', tokFile]);
+  assert.match(info.out, /vocab size 600, merges 343, special <\|endoftext\|>=599\nsha256 [0-9a-f]{64}/);
+});
+
+test('encode | decode round-trips lines and JSON, from a file and from stdin', () => {
+  const text = 'Once upon a time, there was a cat.\n\nIt said: "héllo 👋"  \nend';
+  const inFile = path.join(tmp, 'in.txt');
+  fs.writeFileSync(inFile, text);
+  for (const spec of [tokFile, 'gpt2']) {
+    const lines = run(['encode', '--tokenizer', spec, '--in', inFile]);
+    assert.equal(lines.code, 0, lines.err);
+    assert.equal(lines.out.split('\n').length - 1, 4); // one line of ids per input line
+    const back = run(['decode', '--tokenizer', spec], lines.out);
+    assert.equal(back.code, 0, back.err);
+    assert.equal(back.out, `${text}\n`);
+    if (spec === 'gpt2') continue; // JSON form once is enough (each gpt2 start costs ~0.5 s)
+    const json = run(['encode', '--tokenizer', spec, '--json'], text);
+    assert.ok(Array.isArray(JSON.parse(json.out)));
+    const idsFile = path.join(tmp, 'ids.json');
+    fs.writeFileSync(idsFile, json.out);
+    assert.equal(run(['decode', '--tokenizer', spec, '--in', idsFile]).out, text);
+  }
+  assert.equal(run(['encode', '--tokenizer', 'gpt2'], 'Hello world').out, '15496 995\n');
+  assert.equal(run(['encode', '--tokenizer', 'gpt2', '--allow-special'], 'a<|endoftext|>').out, '64 50256\n');
+});
+
+test('bad input: one line on stderr naming the file or value, exit code 1', () => {
+  const cases: Array<[string[], string | undefined, RegExp]> = [
+    [['train', '--data', 'missing.txt', '--vocab-size', '600', '--out', 'x.json'], undefined, /file not found: missing\.txt/],
+    [['train', '--data', data, '--vocab-size', '200', '--out', 'x.json'], undefined, /vocab size 200 is too small/],
+    [['train', '--data', data, '--vocab-size', 'lots', '--out', 'x.json'], undefined, /--vocab-size "lots"/],
+    [['encode', '--tokenizer', 'nope.json'], 'hi', /tokenizer file not found: nope\.json/],
+    [['decode', '--tokenizer', tokFile], '1 2 x3', /standard input line 1: "x3" is not a token id/],
+    [['decode', '--tokenizer', tokFile], '5 6000', /token id 6000 is not in the vocabulary/],
+  ];
+  fs.writeFileSync(path.join(tmp, 'broken.json'), '{"model": {"type": "BPE"');
+  cases.push([['info', '--tokenizer', 'broken.json'], undefined, /broken\.json: not valid JSON/]);
+  for (const [args, input, re] of cases) {
+    const r = run(args, input);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
+    const lines = r.err.trim().split('\n');
+    assert.equal(lines.length, 1, r.err);
+    assert.match(lines[0]!, /^pocketlm: /);
+    assert.match(lines[0]!, re);
+  }
+  assert.ok(!fs.existsSync(path.join(tmp, 'x.json')));
+});
