@@ -1,7 +1,7 @@
 // Everything that is not a matrix product. Pointers are byte addresses in the shared
 // memory; counts are elements. Row-split kernels take the pointers of their first row, so
 // the JavaScript side can hand disjoint row ranges to different threads.
-import { madd, hsum, hmax, vexp, sexp, vsigmoid } from './simd';
+import { madd, hsum, hmax, vexp, sexp, vsigmoid, vone, vzero } from './simd';
 
 // @ts-ignore: decorator
 @inline function at(p: usize, i: i32): usize {
@@ -131,7 +131,7 @@ export function softmaxCausalForward(att: usize, row0: i32, nRows: i32, T: i32, 
     const row = att + (<usize>g * <usize>T << 2);
     let vm = f32x4.splat(-Infinity);
     let j = 0;
-    for (; j + 4 <= n; j += 4) vm = f32x4.max(vm, v128.load(at(row, j)));
+    for (; j + 4 <= n; j += 4) vm = f32x4.pmax(vm, v128.load(at(row, j)));
     let m = hmax(vm);
     for (; j < n; j++) m = max(m, load<f32>(at(row, j)));
     // max of scale*x is scale*max(x) only for scale >= 0
@@ -202,7 +202,7 @@ export function swigluForward(out: usize, h: usize, N: i32, F: i32): void {
 }
 
 export function swigluBackward(dh: usize, dout: usize, h: usize, N: i32, F: i32): void {
-  const one = f32x4.splat(1.0);
+  const one = vone();
   for (let i = 0; i < N; i++) {
     const off2 = <usize>i * <usize>(2 * F) << 2;
     const g = h + off2, u = g + (<usize>F << 2);
@@ -274,7 +274,7 @@ export function sumSquares(x: usize, n: i32): f64 {
 function rowLse(row: usize, V: i32): f32 {
   let vm = f32x4.splat(-Infinity);
   let j = 0;
-  for (; j + 4 <= V; j += 4) vm = f32x4.max(vm, v128.load(at(row, j)));
+  for (; j + 4 <= V; j += 4) vm = f32x4.pmax(vm, v128.load(at(row, j)));
   let m = hmax(vm);
   for (; j < V; j++) m = max(m, load<f32>(at(row, j)));
   const vmx = f32x4.splat(m);
@@ -340,7 +340,7 @@ export function lionUpdate(p: usize, g: usize, m: usize, n: i32, lr: f32, b1: f3
   const vb1 = f32x4.splat(b1), vb1c = f32x4.splat(<f32>1.0 - b1);
   const vb2 = f32x4.splat(b2), vb2c = f32x4.splat(<f32>1.0 - b2);
   const vlr = f32x4.splat(lr), vwd = f32x4.splat(wd);
-  const one = f32x4.splat(1.0), zero = f32x4.splat(0);
+  const one = vone(), zero = vzero();
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const gv = v128.load(at(g, i)), pv = v128.load(at(p, i)), mv = v128.load(at(m, i));
@@ -392,4 +392,9 @@ export function expArray(out: usize, x: usize, n: i32): void {
   let i = 0;
   for (; i + 4 <= n; i += 4) v128.store(at(out, i), vexp(v128.load(at(x, i))));
   for (; i < n; i++) store<f32>(at(out, i), sexp(load<f32>(at(x, i))));
+}
+
+/** x[0:n] = 0. */
+export function zero(x: usize, n: i32): void {
+  memory.fill(x, 0, <usize>n << 2);
 }

@@ -38,6 +38,17 @@ function enableRelaxedSimd(): void {
   if (major < 22) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 }
 
+/**
+ * V8 first runs wasm through its baseline compiler (Liftoff) and swaps in optimized code
+ * only for later calls: a kernel that runs one long loop per call (cross-entropy over a
+ * whole batch) stays 2-3x slower for many calls, and the gemm micro-kernel for the first
+ * products. These modules are small (tens of KB), so compiling them optimized up front
+ * costs a few milliseconds once. The flag is read when a module is compiled.
+ */
+function preferOptimizingCompiler(): void {
+  v8.setFlagsFromString('--no-liftoff');
+}
+
 /** Which WebAssembly SIMD features this engine has, found by validating tiny modules. */
 export function wasmFeatures(): { simd: boolean; relaxedSimd: boolean } {
   enableRelaxedSimd();
@@ -61,6 +72,7 @@ export function compileKernels(build?: WasmBuild): { module: WebAssembly.Module;
   if (!feats.simd) throw new Error('this JavaScript engine has no WebAssembly SIMD');
   const chosen: WasmBuild = build ?? (feats.relaxedSimd ? 'relaxed' : 'simd');
   if (chosen === 'relaxed' && !feats.relaxedSimd) throw new Error('this JavaScript engine has no relaxed SIMD');
+  preferOptimizingCompiler();
   let bytes: Buffer;
   try {
     bytes = readFileSync(wasmPath(chosen));

@@ -61,3 +61,60 @@ export function timeGemm(k: Kernels, arena: Arena, s: GemmShape, minMs = 30): nu
 export function geomean(xs: number[]): number {
   return Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
 }
+
+/** Milliseconds per call of `run`: best of 3 timed batches, each about minMs long. */
+export function timeCall(run: () => void, minMs = 20): number {
+  run();
+  let reps = 1;
+  for (;;) {
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) run();
+    if (performance.now() - t0 >= minMs / 3) break;
+    reps *= 2;
+  }
+  let best = Infinity;
+  for (let trial = 0; trial < 3; trial++) {
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) run();
+    best = Math.min(best, (performance.now() - t0) / reps);
+  }
+  return best;
+}
+
+/**
+ * The non-gemm kernels of one training step at a model-like size (rows = B*T, width C,
+ * SwiGLU hidden F, vocab V, nMat = B*heads attention matrices of T x T), as named calls
+ * on `k`; each entry allocates its buffers from `arena` once.
+ */
+export function elementwiseCases(k: Kernels, arena: Arena, size = { rows: 2048, C: 256, F: 1024, V: 2048, T: 256, nMat: 32 }): Array<{ name: string; run: () => void }> {
+  const { rows, C, F, V, T, nMat } = size;
+  const f = (n: number): Float32Array => {
+    const a = arena.floats(n) as Float32Array;
+    for (let i = 0; i < n; i++) a[i] = ((i * 7919) % 2001) / 1000 - 1;
+    return a;
+  };
+  const tokens = arena.ints(rows);
+  for (let i = 0; i < rows; i++) tokens[i] = (i * 31) % V;
+  const x = f(rows * C), out = f(rows * C), w = f(C), rstd = f(rows), dx = f(rows * C), dw = f(C);
+  const h = f(rows * 2 * F), sw = f(rows * F), dh = f(rows * 2 * F);
+  const att = f(nMat * T * T), datt = f(nMat * T * T);
+  const logits = f(rows * V), losses = f(rows);
+  const n = 1 << 20;
+  const p = f(n), g = f(n), m = f(n), v = f(n);
+  for (let i = 0; i < n; i++) v[i] = Math.abs(v[i]!);
+  const table = f(V * C);
+  return [
+    { name: 'embeddingForward', run: () => k.embeddingForward(out, tokens, table, rows, C) },
+    { name: 'rmsnormForward', run: () => k.rmsnormForward(out, rstd, x, w, rows, C, 1e-5) },
+    { name: 'rmsnormBackward', run: () => k.rmsnormBackward(dx, dw, out, x, w, rstd, rows, C) },
+    { name: 'swigluForward', run: () => k.swigluForward(sw, h, rows, F) },
+    { name: 'swigluBackward', run: () => k.swigluBackward(dh, sw, h, rows, F) },
+    { name: 'softmaxCausalForward', run: () => k.softmaxCausalForward(att, nMat, T, 0.125) },
+    { name: 'softmaxCausalBackward', run: () => k.softmaxCausalBackward(datt, att, nMat, T, 0.125) },
+    { name: 'crossEntropyForward', run: () => k.crossEntropyForward(losses, logits, tokens, rows, V) },
+    { name: 'crossEntropyForwardBackward', run: () => k.crossEntropyForwardBackward(h.subarray(0, rows * V), losses, logits, tokens, rows, V, 1 / rows) },
+    { name: 'axpy', run: () => k.axpy(p, g, 1e-3, n) },
+    { name: 'sumSquares', run: () => { k.sumSquares(g, n); } },
+    { name: 'adamwUpdate', run: () => k.adamwUpdate(p, g, m, v, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.5, 0.5) },
+  ];
+}
