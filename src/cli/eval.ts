@@ -1,9 +1,47 @@
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
+import { openRun, evaluateRun } from '../train/inference.js';
+import type { BackendChoice } from '../kernels/index.js';
 
-// Placeholder until this command lands; replaced by its owner.
+interface EvalFlags {
+  run: string;
+  data?: string[];
+  batches?: string;
+  json?: boolean;
+  backend: string;
+  threads?: string;
+}
+
+function wholeNumber(flag: string, v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < 1) throw new UserError(`${flag} must be a whole number >= 1, got "${v}"`);
+  return n;
+}
+
 export function registerEval(program: Command): void {
-  program.command('eval').description('(not built yet)').allowUnknownOption().action(() => {
-    throw new UserError('`pocketlm eval` is not built yet');
-  });
+  program
+    .command('eval')
+    .description('validation loss and bits per byte of a trained run')
+    .requiredOption('--run <dir>', 'run folder')
+    .option('--data <paths...>', 'evaluate on these text files instead of the run\'s validation split')
+    .option('--batches <n>', 'batches of windows to evaluate (default: train.eval_batches, the windows of the training log)')
+    .option('--json', 'print one JSON object')
+    .option('--backend <name>', 'auto | wasm | native | js', 'auto')
+    .option('--threads <n>', 'kernel threads (default: one per core)')
+    .action(async (f: EvalFlags) => {
+      const batches = f.batches === undefined ? undefined : wholeNumber('--batches', f.batches);
+      const threads = f.threads === undefined ? undefined : wholeNumber('--threads', f.threads);
+      const run = await openRun(f.run, { backend: f.backend as BackendChoice, threads });
+      try {
+        const r = evaluateRun(run, { data: f.data, batches });
+        if (f.json) {
+          console.log(JSON.stringify({ run: f.run, step: run.manifest.step, source: r.source, windows: r.windows, val_loss: r.loss, val_bpb: r.bpb }));
+        } else {
+          console.log(`run ${f.run} at step ${run.manifest.step}, ${r.windows} windows of ${run.config.model.seq_len} tokens from ${r.source}`);
+          console.log(`val loss ${r.loss.toFixed(4)} nats/token, ${r.bpb.toFixed(4)} bits/byte`);
+        }
+      } finally {
+        await run.close();
+      }
+    });
 }
