@@ -6,15 +6,15 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const nativeDir = path.join(root, 'native');
 const addonPath = path.join(nativeDir, 'build', 'Release', 'pocketlm_blas.node');
 const HINT = 'apt-get install libopenblas-dev (or brew install openblas) for ~2x faster matrix products';
 
-function notice(reason) {
-  console.log(`pocketlm: native BLAS addon not built (${reason}; ${HINT}); using wasm`);
+function notice(reason, hint = true) {
+  console.log(`pocketlm: native BLAS addon not built (${reason}${hint ? `; ${HINT}` : ''}); using wasm`);
   process.exit(0);
 }
 
@@ -134,16 +134,22 @@ function main() {
   if (nodedir) args.push(`--nodedir=${nodedir}`);
   args.push('--', `-Dcblas_cflags=${blas.cflags.join(' ')}`, `-Dcblas_libs=${blas.libs.join(' ')}`, `-Dcblas_rpath=${blas.rpath}`);
   const r = run(process.execPath, args, { cwd: nativeDir });
-  if (!r.ok) notice(r.error ? `node-gyp did not run: ${r.error.message}` : `compile failed: ${lastError(r.out)}`);
+  if (!r.ok) notice(r.error ? `node-gyp did not run: ${r.error.message}` : `compile failed: ${lastError(r.out)}`, false);
 
-  // Prove it loads and multiplies in a fresh process (a missing runtime library shows here).
-  const probe = `const a=require(${JSON.stringify(addonPath)});const m=new WebAssembly.Memory({initial:1,maximum:2,shared:true});` +
+  // Prove it loads and multiplies in a fresh process (a missing runtime library shows here),
+  // through the package's own loader when the TypeScript build is there (it picks the
+  // OpenBLAS core type, which the printed library string shows).
+  const loader = path.join(root, 'dist', 'kernels', 'native', 'load.js');
+  const load = existsSync(loader)
+    ? `const r=(await import(${JSON.stringify(pathToFileURL(loader).href)})).loadNativeBlas();if(!r.ok)throw new Error(r.reason);const a=r.addon;`
+    : `const a=(await import('node:module')).createRequire(import.meta.url)(${JSON.stringify(addonPath)});`;
+  const probe = `${load}const m=new WebAssembly.Memory({initial:1,maximum:2,shared:true});` +
     `const x=new Float32Array(m.buffer,0,4);x.set([1,2,3,4]);const c=new Float32Array(m.buffer,64,4);` +
     `a.sgemm(false,false,2,2,2,1,x,2,x,2,0,c,2);if(c[0]!==7||c[3]!==22)throw new Error('wrong result '+c);console.log(a.library)`;
-  const p = run(process.execPath, ['-e', probe]);
+  const p = run(process.execPath, ['--input-type=module', '-e', probe]);
   if (!p.ok) {
     rmSync(path.join(nativeDir, 'build'), { recursive: true, force: true });
-    notice(`built but failed to load: ${lastError(p.out)}`);
+    notice(`built but failed to load: ${lastError(p.out)}`, false);
   }
   console.log(`pocketlm: native BLAS addon built (${p.out.trim().split('\n').pop()}; found by ${blas.how})`);
 }
