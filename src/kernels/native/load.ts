@@ -92,15 +92,21 @@ export function loadNativeBlas(): NativeLoad {
   if (!existsSync(file)) {
     return { ok: false, reason: 'addon not built (needs a CBLAS such as libopenblas-dev, then `npm run build:native`)' };
   }
-  Object.assign(process.env, openblasEnv(process.env, readCpuFlags()));
+  // Set only while the library loads: OpenBLAS reads them once, at load, and child
+  // processes (numpy in the benchmark) must not inherit them.
+  const injected = openblasEnv(process.env, readCpuFlags());
+  Object.assign(process.env, injected);
+  let addon: NativeBlas;
   try {
-    const addon = createRequire(import.meta.url)(file) as NativeBlas;
-    if (typeof addon.sgemm !== 'function' || typeof addon.sgemmStridedBatched !== 'function') {
-      return { ok: false, reason: `${file} is not the pocketlm BLAS addon (rebuild with \`npm run build:native\`)` };
-    }
-    return { ok: true, addon, library: addon.library, path: file };
+    addon = createRequire(import.meta.url)(file) as NativeBlas;
   } catch (e) {
     const msg = (e instanceof Error ? e.message : String(e)).split('\n')[0];
     return { ok: false, reason: `addon failed to load: ${msg} (rebuild with \`npm run build:native\`)` };
+  } finally {
+    for (const key of Object.keys(injected)) delete process.env[key];
   }
+  if (typeof addon.sgemm !== 'function' || typeof addon.sgemmStridedBatched !== 'function') {
+    return { ok: false, reason: `${file} is not the pocketlm BLAS addon (rebuild with \`npm run build:native\`)` };
+  }
+  return { ok: true, addon, library: addon.library, path: file };
 }
