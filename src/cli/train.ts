@@ -15,13 +15,18 @@ import type { BackendChoice } from '../kernels/index.js';
 class StatusLine {
   readonly isTTY: boolean;
   private shown = false;
+  private lastDraw = 0;
 
   constructor(private readonly out: NodeJS.WriteStream) {
     this.isTTY = !!out.isTTY;
   }
 
+  /** Redraws the line, at most ~10 times a second (tiny models take thousands of steps a second). */
   update(text: string): void {
     if (!this.isTTY) return;
+    const now = Date.now();
+    if (this.shown && now - this.lastDraw < 100) return;
+    this.lastDraw = now;
     const width = Math.max(20, (this.out.columns ?? 100) - 1);
     this.out.write(`\r\x1b[2K${text.length > width ? text.slice(0, width) : text}`);
     this.shown = true;
@@ -165,7 +170,13 @@ export function registerTrain(program: Command): void {
 
       const status = new StatusLine(process.stdout);
       let stopRequested = false;
+      let started = false;
       const onSignal = (sig: NodeJS.Signals) => {
+        if (!started) {
+          // Still preparing data: every file it writes is atomic, so there is nothing to save.
+          status.line(`${sig}: stopped before training started`);
+          process.exit(130);
+        }
         if (stopRequested) {
           status.line(`${sig} again: exiting without saving (the last checkpoint is kept)`);
           process.exit(130);
@@ -188,6 +199,7 @@ export function registerTrain(program: Command): void {
             break;
           }
           case 'start':
+            started = true;
             for (const l of describeStart(ev)) status.line(l);
             break;
           case 'step': {

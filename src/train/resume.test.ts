@@ -174,6 +174,20 @@ test('SIGINT finishes the step, saves a checkpoint, exits 0; resuming gives the 
   assert.deepEqual(numbers(dir), reference);
 });
 
+test('SIGTERM also saves a checkpoint at the last finished step and exits 0', async () => {
+  const dir = path.join(work, 'terminated');
+  const { child, done } = start(dir);
+  let exited = false;
+  void done.then(() => (exited = true));
+  assert.ok(await waitFor(() => manifestStep(dir) >= 8, () => exited));
+  child.kill('SIGTERM');
+  const r = await done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /SIGTERM: finishing this step/);
+  assert.equal(numbers(dir).at(-1)!.step, manifestStep(dir));
+  assert.deepEqual(numbers(dir), reference.slice(0, manifestStep(dir)));
+});
+
 test('a second train into a run folder without --resume is refused; a corrupt checkpoint is refused on resume', async () => {
   const dir = path.join(work, 'ref');
   const r = await start(dir).done;
