@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import './test-fixtures.js'; // fixed fast-check seed
 import { applyMergesHeap, applyMergesLinear, MergeTable, MinHeap } from './merges.js';
 
 /** Reference: rescan every pair after every merge; lowest rank, leftmost on ties. */

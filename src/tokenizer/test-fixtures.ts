@@ -8,6 +8,9 @@ import { trainBpe } from './train.js';
 import { splitDocuments } from './text-io.js';
 import type { BpeTokenizer } from './bpe-tokenizer.js';
 
+// Property tests run with a fixed seed, so a run is repeatable (a failure prints its seed and path).
+fc.configureGlobal({ seed: 20261124 });
+
 export function sampleFile(name: string): string {
   return path.join(tinystoriesSampleDir(), name);
 }
