@@ -134,14 +134,16 @@ test('killed with SIGKILL at random moments and resumed, the run logs exactly th
     // wait for progress past the last checkpoint, then kill at a random moment after it
     const progressed = await waitFor(() => manifestStep(dir) > last, () => exited);
     if (!progressed || exited) break;
-    await sleep(rand() * 60);
+    await sleep(rand() * 40);
     if (exited) break;
     child.kill('SIGKILL');
     const r = await done;
+    const now = manifestStep(dir);
+    // killed after its last checkpoint (while computing the report): nothing left to resume
+    if (now >= STEPS) break;
     assert.equal(r.signal, 'SIGKILL');
     kills++;
-    const now = manifestStep(dir);
-    assert.ok(now > last && now < STEPS, `checkpoint advanced (${last} -> ${now})`);
+    assert.ok(now > last, `checkpoint advanced (${last} -> ${now})`);
     last = now;
   }
   assert.ok(kills >= 2, `the run was killed at least twice (${kills})`);
