@@ -130,7 +130,8 @@ function lossOver(run: OpenedRun, batches: readonly FixedBatch[]): number {
  * Validation loss and bits per byte. Without `data`: the run's own validation split (the same
  * fixed windows as the training log's evaluations, `batches` of them, default train.eval_batches).
  * With `data`: those text files, tokenized with the run's tokenizer, documents each followed by
- * <|endoftext|> as in training; bits per byte over the files' UTF-8 bytes.
+ * <|endoftext|> as in training (up to 4x the tokens the windows need); bits per byte over the
+ * UTF-8 bytes of the documents tokenized.
  */
 export function evaluateRun(run: OpenedRun, opts: { data?: string[]; batches?: number }): EvalResult {
   const T = run.config.model.seq_len;
@@ -141,11 +142,15 @@ export function evaluateRun(run: OpenedRun, opts: { data?: string[]; batches?: n
     const ids: number[] = [];
     let bytes = 0;
     const files = expandPaths(opts.data);
-    for (const f of files) {
+    // Tokenizing a 200 MB file to score a few hundred windows would be wasteful: stop once there
+    // are 4x the tokens the windows need (bits per byte then use the tokenized part's own ratio).
+    const enough = 4 * count * B * T + 1;
+    tokenize: for (const f of files) {
       for (const doc of fileSource(f).docs()) {
         for (const id of tok.encode(doc)) ids.push(id);
         ids.push(tok.eotId);
         bytes += Buffer.byteLength(doc, 'utf8');
+        if (ids.length >= enough) break tokenize;
       }
     }
     if (bytes === 0) throw new UserError(`no text found in ${opts.data.join(', ')}`);
