@@ -29,6 +29,11 @@ function need(rows: number, cols: number, ld: number): number {
   return rows <= 0 || cols <= 0 ? 0 : (rows - 1) * ld + cols;
 }
 
+/** Each stored row must hold a full row of the operand. */
+function checkLd(ld: number, cols: number, what: string): void {
+  if (!(ld >= Math.max(1, cols))) throw new RangeError(`wasm kernels: ${what} = ${ld} is less than the row length ${cols}`);
+}
+
 function checkLen(a: FloatArray, n: number, what: string): void {
   if (a.length < n) throw new RangeError(`wasm kernels: ${what} has ${a.length} elements, needs ${n}`);
 }
@@ -47,8 +52,12 @@ export interface WasmKernels extends Kernels {
 }
 
 /**
- * The wasm SIMD backend. Reserves from the arena: one command block per worker and one
- * gemm packing scratch per thread (about 2.2 MB each).
+ * The wasm SIMD backend. Reserves from the arena, once: one gemm packing scratch per thread
+ * (about 2.2 MB each; workers also use theirs for rmsnorm dweight partial sums) and one
+ * 256-byte command block per worker. Work is split across threads only above a size
+ * where it pays for a dispatch (~tens of microseconds): gemm by rows or columns of C
+ * (batches for the strided batched form), row kernels by rows, elementwise by ranges,
+ * embedding backward by columns (so repeated tokens never race).
  */
 export async function createWasmKernelsImpl(arena: WasmArena, opts: WasmKernelOptions): Promise<WasmKernels> {
   const threads = Math.max(1, Math.floor(opts.threads));
@@ -61,7 +70,7 @@ export async function createWasmKernelsImpl(arena: WasmArena, opts: WasmKernelOp
   const pool = threads > 1
     ? await WorkerPool.start({ size: threads - 1, module, memory: arena.memory, arenaBase: arena.base, ctrl })
     : null;
-  return new WasmKernelSet(wasm, pool, threads, scratch, build, arena.memory);
+  return new WasmKernelSet(wasm, pool, threads, scratch, build);
 }
 
 /** Splits [0, n) into at most `parts` chunks whose starts are multiples of `align`. */
@@ -85,7 +94,6 @@ class WasmKernelSet implements WasmKernels {
     readonly threads: number,
     private readonly scratch: number[],
     readonly build: WasmBuild,
-    private readonly memory: WebAssembly.Memory,
   ) {
     this.f = wasm as unknown as Record<PoolOp, WasmFn>;
   }
@@ -116,6 +124,7 @@ class WasmKernelSet implements WasmKernels {
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: FloatArray, lda: number,
     B: FloatArray, ldb: number, beta: number, C: FloatArray, ldc: number): void {
     if (M <= 0 || N <= 0) return;
+    checkLd(lda, transA ? M : K, 'lda'); checkLd(ldb, transB ? K : N, 'ldb'); checkLd(ldc, N, 'ldc');
     checkLen(A, transA ? need(K, M, lda) : need(M, K, lda), 'gemm A');
     checkLen(B, transB ? need(N, K, ldb) : need(K, N, ldb), 'gemm B');
     checkLen(C, need(M, N, ldc), 'gemm C');
@@ -141,6 +150,7 @@ class WasmKernelSet implements WasmKernels {
     A: FloatArray, lda: number, strideA: number, B: FloatArray, ldb: number, strideB: number,
     beta: number, C: FloatArray, ldc: number, strideC: number, batch: number): void {
     if (M <= 0 || N <= 0 || batch <= 0) return;
+    checkLd(lda, transA ? M : K, 'lda'); checkLd(ldb, transB ? K : N, 'ldb'); checkLd(ldc, N, 'ldc');
     checkLen(A, (batch - 1) * strideA + (transA ? need(K, M, lda) : need(M, K, lda)), 'gemmStridedBatched A');
     checkLen(B, (batch - 1) * strideB + (transB ? need(N, K, ldb) : need(K, N, ldb)), 'gemmStridedBatched B');
     checkLen(C, (batch - 1) * strideC + need(M, N, ldc), 'gemmStridedBatched C');
@@ -316,10 +326,5 @@ class WasmKernelSet implements WasmKernels {
 
   async dispose(): Promise<void> {
     if (this.pool) await this.pool.dispose();
-  }
-
-  /** The shared memory these kernels address (for diagnostics). */
-  get sharedMemory(): WebAssembly.Memory {
-    return this.memory;
   }
 }
