@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { packageRoot } from '../util/paths.js';
 import { UserError } from '../util/errors.js';
 import type { Arena } from './arena.js';
-import { createBackend, type Backend } from './index.js';
+import { createBackend, defaultThreads, type Backend } from './index.js';
 import type { BackendName, Kernels } from './types.js';
 import { OPENBLAS_THREAD_TIMEOUT_LOG2 } from './native/index.js';
 import { geomean, modelGemmShapes, type GemmShape } from './wasm/measure.js';
@@ -26,7 +26,7 @@ export interface KernelBenchOptions {
   json: boolean;
   /** Default: js, wasm, native (those available). */
   backends?: string[];
-  /** Default: 1 and 2. */
+  /** Default: 1, 2 and all logical CPUs. */
   threads?: number[];
   /** Fewer shapes and shorter timing: a smoke run of a few seconds per backend. */
   quick?: boolean;
@@ -254,7 +254,7 @@ export async function runKernelBench(opts: KernelBenchOptions, out: (line: strin
       throw new UserError(`bench kernels: unknown backend "${b}" (choose from js, wasm, native, numpy)`);
     }
   }
-  const threadList = [...new Set(opts.threads ?? [1, 2])];
+  const threadList = [...new Set(opts.threads ?? [1, 2, defaultThreads()])];
   if (threadList.some((t) => !Number.isInteger(t) || t < 1)) throw new UserError('bench kernels: thread counts must be positive integers');
   const quick = opts.quick ?? false;
   const minSeconds = quick ? 0.05 : 0.2;
