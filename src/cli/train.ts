@@ -112,6 +112,17 @@ function resolveConfig(f: TrainFlags, runDir: string) {
   return loadConfig({ preset: f.preset, file: f.config, set });
 }
 
+/** Downloads in MB with rate and ETA; other phases as a percentage or a count. */
+function prepareAmount(p: { phase: string; done: number; total: number }, seconds: number): string {
+  if (p.phase.startsWith('download')) {
+    const rate = seconds > 0 ? p.done / seconds : 0;
+    const mb = (n: number) => (n / 1e6).toFixed(1);
+    const eta = rate > 0 && p.total > 0 ? ` ETA ${formatDuration((p.total - p.done) / rate)}` : '';
+    return `${mb(p.done)}${p.total > 0 ? `/${mb(p.total)}` : ''} MB ${mb(rate)} MB/s${eta}`;
+  }
+  return p.total > 0 ? `${Math.floor((100 * p.done) / p.total)}%` : formatCount(p.done);
+}
+
 function describeStart(ev: Extract<TrainEvent, { type: 'start' }>): string[] {
   const b = ev.backend;
   return [
@@ -188,12 +199,13 @@ export function registerTrain(program: Command): void {
       process.on('SIGTERM', onSignal);
 
       let lastPhase = '';
+      let phaseStart = Date.now();
       const onEvent = (ev: TrainEvent): void => {
         switch (ev.type) {
           case 'prepare': {
             const p = ev.progress;
-            const text = `prepare: ${p.phase} ${p.total > 0 ? `${Math.floor((100 * p.done) / p.total)}%` : formatCount(p.done)}`;
-            if (status.isTTY) status.update(text);
+            if (p.phase !== lastPhase) phaseStart = Date.now();
+            if (status.isTTY) status.update(`prepare: ${p.phase} ${prepareAmount(p, (Date.now() - phaseStart) / 1000)}`);
             else if (p.phase !== lastPhase) status.line(`prepare: ${p.phase}`);
             lastPhase = p.phase;
             break;
