@@ -5,7 +5,7 @@ import { UserError } from '../util/errors.js';
 import { bytesKey, splitUtf8Runs, utf8Encode } from './bytes.js';
 import { toHfJson } from './hf-format.js';
 import { applyMerges, MAX_VOCAB, MergeTable } from './merges.js';
-import { gpt2Regex, specialTokensRegex, splitOnSpecials } from './pretokenize.js';
+import { forEachPiece, specialTokensRegex, splitOnSpecials } from './pretokenize.js';
 import { END_OF_TEXT, type BpeSpec, type SpecialToken, type Tokenizer } from './types.js';
 
 /** Cached pre-tokens before the cache is emptied (bounds memory on endless distinct words). */
@@ -21,7 +21,8 @@ export class BpeTokenizer implements Tokenizer {
   private readonly table: MergeTable;
   private readonly specialById: Map<number, string>;
   private readonly specialByContent: Map<string, number>;
-  private readonly pieceRe: RegExp;
+  private readonly onPiece: (piece: string) => void;
+  private sink: number[] = [];
   private readonly specialRe: RegExp | null;
   private readonly cache = new Map<string, number[]>();
   private hashHex: string | null = null;
@@ -83,7 +84,17 @@ export class BpeTokenizer implements Tokenizer {
       results[r] = id;
     });
     this.table = new MergeTable(spec.merges, results);
-    this.pieceRe = gpt2Regex();
+    // One bound callback for the scanner, writing to `sink` (set per call): no closure per encode.
+    this.onPiece = (piece: string): void => {
+      let ids = this.cache.get(piece);
+      if (ids === undefined) {
+        ids = this.mergeBytes(utf8Encode(piece));
+        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+        this.cache.set(piece, ids);
+      }
+      const out = this.sink;
+      for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
+    };
     this.specialRe = specialTokensRegex(this.specials.map((s) => s.content));
   }
 
@@ -180,19 +191,11 @@ export class BpeTokenizer implements Tokenizer {
 
   /** Encodes ordinary text (no special matching), appending to `out`. */
   private encodeOrdinaryInto(text: string, out: number[]): void {
-    const re = this.pieceRe;
-    const cache = this.cache;
-    re.lastIndex = 0;
-    let m: RegExpExecArray | null;
-    while ((m = re.exec(text)) !== null) {
-      const piece = m[0];
-      let ids = cache.get(piece);
-      if (ids === undefined) {
-        ids = this.mergeBytes(utf8Encode(piece));
-        if (cache.size >= CACHE_LIMIT) cache.clear();
-        cache.set(piece, ids);
-      }
-      for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
+    this.sink = out;
+    try {
+      forEachPiece(text, this.onPiece);
+    } finally {
+      this.sink = [];
     }
   }
 

@@ -10,7 +10,7 @@ import { UserError } from '../util/errors.js';
 import { BpeTokenizer } from './bpe-tokenizer.js';
 import { utf8Encode } from './bytes.js';
 import { MAX_VOCAB } from './merges.js';
-import { forEachPiece, gpt2Regex } from './pretokenize.js';
+import { forEachPiece } from './pretokenize.js';
 import { END_OF_TEXT, type BpeSpec, type Tokenizer } from './types.js';
 
 export interface TrainOptions {
@@ -59,9 +59,9 @@ function validateOptions(vocabSize: number, specials: readonly string[]): void {
 /** Frequency of each pre-token over all texts. */
 export function countPieces(texts: Iterable<string>): Map<string, number> {
   const counts = new Map<string, number>();
-  const re = gpt2Regex();
+  const count = (p: string): void => { counts.set(p, (counts.get(p) ?? 0) + 1); };
   for (const text of texts) {
-    forEachPiece(re, text, (p) => counts.set(p, (counts.get(p) ?? 0) + 1));
+    forEachPiece(text, count);
   }
   return counts;
 }
