@@ -27,7 +27,7 @@ class StatusLine {
     const now = Date.now();
     if (this.shown && now - this.lastDraw < 100) return;
     this.lastDraw = now;
-    const width = Math.max(20, (this.out.columns ?? 100) - 1);
+    const width = Math.max(20, (this.out.columns || 100) - 1);
     this.out.write(`\r\x1b[2K${text.length > width ? text.slice(0, width) : text}`);
     this.shown = true;
   }
@@ -228,7 +228,8 @@ export function registerTrain(program: Command): void {
             status.line(`step ${ev.record.step}: val loss ${ev.record.val_loss!.toFixed(4)} nats/token, ${ev.record.val_bpb!.toFixed(4)} bits/byte`);
             break;
           case 'samples':
-            for (const s of ev.samples) status.line(`  > ${s.replace(/\s*\n\s*/g, ' / ').trim()}`);
+            // one line per sample: newlines shown as " / ", other control characters dropped
+            for (const s of ev.samples) status.line(`  > ${s.replace(/\s*\n\s*/g, ' / ').replace(/\p{Cc}/gu, '').trim()}`);
             break;
           case 'checkpoint':
             if (!status.isTTY) status.line(`checkpoint at step ${ev.step}`);
