@@ -250,3 +250,42 @@ export function gemmBatched(
 export function gemmScratchBytes(): i32 {
   return GEMM_SCRATCH_BYTES;
 }
+
+/**
+ * A gemm shared by several threads: each caller repeatedly claims the next chunk of
+ * `chunk` rows (byRows) or columns of C from the counter at `counter` (an atomic i32 the
+ * dispatcher zeroes) and computes it with its own scratch. A thread that is slowed down
+ * (a busy core) simply claims fewer chunks, so the work stays balanced.
+ */
+export function gemmShared(
+  transA: i32, transB: i32, M: i32, N: i32, K: i32, alpha: f32,
+  A: usize, lda: i32, B: usize, ldb: i32, beta: f32, C: usize, ldc: i32, scratch: usize,
+  counter: usize, byRows: i32, chunk: i32,
+): void {
+  const total = byRows ? M : N;
+  for (;;) {
+    const lo = atomic.add<i32>(counter, 1) * chunk;
+    if (lo >= total) break;
+    const n = min(chunk, total - lo);
+    if (byRows) {
+      const a = A + (<usize>(transA ? lo : lo * lda) << 2);
+      gemm(transA, transB, n, N, K, alpha, a, lda, B, ldb, beta, C + (<usize>lo * <usize>ldc << 2), ldc, scratch);
+    } else {
+      const b = B + (<usize>(transB ? lo * ldb : lo) << 2);
+      gemm(transA, transB, M, n, K, alpha, A, lda, b, ldb, beta, C + (<usize>lo << 2), ldc, scratch);
+    }
+  }
+}
+
+/** gemmBatched with batches claimed one at a time from `counter` (see gemmShared). */
+export function gemmBatchedShared(
+  transA: i32, transB: i32, M: i32, N: i32, K: i32, alpha: f32,
+  A: usize, lda: i32, strideA: i32, B: usize, ldb: i32, strideB: i32,
+  beta: f32, C: usize, ldc: i32, strideC: i32, batch: i32, scratch: usize, counter: usize,
+): void {
+  for (;;) {
+    const i = atomic.add<i32>(counter, 1);
+    if (i >= batch) break;
+    gemmBatched(transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, i, i + 1, scratch);
+  }
+}

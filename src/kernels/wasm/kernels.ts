@@ -67,10 +67,12 @@ export async function createWasmKernelsImpl(arena: WasmArena, opts: WasmKernelOp
   const scratch: number[] = [];
   for (let t = 0; t < threads; t++) scratch.push(arena.floats(scratchBytes / 4).byteOffset);
   const ctrl = arena.floats((threads * CTRL_BYTES) / 4).byteOffset;
+  // the chunk counter of shared gemms (its own cache line)
+  const counter = arena.ints(16);
   const pool = threads > 1
     ? await WorkerPool.start({ size: threads - 1, module, memory: arena.memory, arenaBase: arena.base, ctrl })
     : null;
-  return new WasmKernelSet(wasm, pool, threads, scratch, build);
+  return new WasmKernelSet(wasm, pool, threads, scratch, build, counter);
 }
 
 /** Splits [0, n) into at most `parts` chunks whose starts are multiples of `align`. */
@@ -94,6 +96,7 @@ class WasmKernelSet implements WasmKernels {
     readonly threads: number,
     private readonly scratch: number[],
     readonly build: WasmBuild,
+    private readonly counter: Int32Array,
   ) {
     this.f = wasm as unknown as Record<PoolOp, WasmFn>;
   }
@@ -120,6 +123,22 @@ class WasmKernelSet implements WasmKernels {
     return out;
   }
 
+  /**
+   * Runs `op` on every thread at once with the same arguments plus each thread's scratch
+   * (and the chunk counter): the wasm function claims chunks of work itself.
+   */
+  private shared(op: 'gemmShared' | 'gemmBatchedShared', args: (scratch: number) => number[]): void {
+    const pool = this.pool!;
+    const opIdx = WorkerPool.opIndex(op);
+    Atomics.store(this.counter, 0, 0);
+    for (let t = 1; t < this.threads; t++) pool.start(t - 1, opIdx, args(this.scratch[t]!));
+    try {
+      this.f[op](...args(this.scratch[0]!));
+    } finally {
+      for (let t = 1; t < this.threads; t++) pool.wait(t - 1);
+    }
+  }
+
   // ------------------------------------------------------------------ matrix products
   gemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: FloatArray, lda: number,
     B: FloatArray, ldb: number, beta: number, C: FloatArray, ldc: number): void {
@@ -131,19 +150,28 @@ class WasmKernelSet implements WasmKernels {
     this.gemmAt(transA, transB, M, N, K, alpha, fptr(A, 'A'), lda, fptr(B, 'B'), ldb, beta, fptr(C, 'C'), ldc);
   }
 
-  /** gemm on byte addresses, split over threads by rows or columns of C. */
+  /**
+   * gemm on byte addresses. Large products are shared by all threads in chunks of rows of
+   * C (or columns, when C is wider than tall: each thread packs the whole of the other
+   * operand per chunk, so the longer side is the one to cut), about 4 chunks per thread
+   * so that a thread slowed by a busy core takes fewer of them.
+   */
   private gemmAt(tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, a: number, lda: number,
     b: number, ldb: number, beta: number, c: number, ldc: number): void {
-    const par = M * N * Math.max(K, 1) >= GEMM_PAR_MACS;
     const ta = tA ? 1 : 0, tb = tB ? 1 : 0;
-    // Split the larger side: each thread packs the whole of the other operand.
-    if (M >= N) {
-      this.split('gemm', M, par && M >= 12, 6, (i0, i1, t) => [ta, tb, i1 - i0, N, K, alpha,
-        a + 4 * (tA ? i0 : i0 * lda), lda, b, ldb, beta, c + 4 * i0 * ldc, ldc, this.scratch[t]!]);
-    } else {
-      this.split('gemm', N, par && N >= 16, 8, (j0, j1, t) => [ta, tb, M, j1 - j0, K, alpha,
-        a, lda, b + 4 * (tB ? j0 * ldb : j0), ldb, beta, c + 4 * j0, ldc, this.scratch[t]!]);
+    const byRows = M >= N;
+    const total = byRows ? M : N;
+    const align = byRows ? 6 : 8;
+    const minChunk = byRows ? 48 : 64;
+    if (!this.pool || M * N * Math.max(K, 1) < GEMM_PAR_MACS || total < 2 * align) {
+      this.wasm.gemm!(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc, this.scratch[0]!);
+      return;
     }
+    const roundUp = (x: number): number => Math.ceil(x / align) * align;
+    let chunk = Math.max(roundUp(total / (4 * this.threads)), minChunk);
+    if (Math.ceil(total / chunk) < this.threads) chunk = roundUp(total / this.threads);
+    const counter = this.counter.byteOffset;
+    this.shared('gemmShared', (scratch) => [ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc, scratch, counter, byRows ? 1 : 0, chunk]);
   }
 
   gemmStridedBatched(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
@@ -156,10 +184,13 @@ class WasmKernelSet implements WasmKernels {
     checkLen(C, (batch - 1) * strideC + need(M, N, ldc), 'gemmStridedBatched C');
     const a = fptr(A, 'A'), b = fptr(B, 'B'), c = fptr(C, 'C');
     const ta = transA ? 1 : 0, tb = transB ? 1 : 0;
-    const par = batch * M * N * Math.max(K, 1) >= GEMM_PAR_MACS;
-    if (batch >= this.threads || !par) {
-      this.split('gemmBatched', batch, par, 1, (b0, b1, t) => [ta, tb, M, N, K, alpha, a, lda, strideA, b, ldb, strideB,
-        beta, c, ldc, strideC, b0, b1, this.scratch[t]!]);
+    const par = this.pool !== null && batch * M * N * Math.max(K, 1) >= GEMM_PAR_MACS;
+    if (!par) {
+      this.wasm.gemmBatched!(ta, tb, M, N, K, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC, 0, batch, this.scratch[0]!);
+    } else if (batch >= 2 * this.threads) {
+      const counter = this.counter.byteOffset;
+      this.shared('gemmBatchedShared', (scratch) => [ta, tb, M, N, K, alpha, a, lda, strideA, b, ldb, strideB,
+        beta, c, ldc, strideC, batch, scratch, counter]);
     } else {
       for (let i = 0; i < batch; i++) {
         this.gemmAt(transA, transB, M, N, K, alpha, a + 4 * i * strideA, lda, b + 4 * i * strideB, ldb, beta, c + 4 * i * strideC, ldc);

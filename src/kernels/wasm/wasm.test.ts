@@ -120,6 +120,34 @@ for (const build of builds) {
   });
 }
 
+test('2 threads: gemm split by columns (wide C), shared batches, and per-batch splits match the reference', async () => {
+  await withKernels(builds[0]!, 2, (k) => {
+    const cases: Array<[number, number, number, number, boolean, boolean]> = [
+      // batch, M, N, K, transA, transB
+      [1, 40, 300, 100, false, false], // columns
+      [1, 45, 270, 99, true, true],
+      [8, 64, 64, 64, false, true], // batches claimed from the counter
+      [3, 130, 100, 100, true, false], // fewer batches than 2x threads: each product split
+    ];
+    for (const [batch, M, N, K, tA, tB] of cases) {
+      const lda = tA ? M : K, ldb = tB ? K : N;
+      const sA = M * K + 3, sB = K * N + 5, sC = M * N + 7;
+      const A = arena.floats(batch * sA) as Float32Array, B = arena.floats(batch * sB) as Float32Array;
+      const C = arena.floats(batch * sC) as Float32Array;
+      fill(A, batch + M); fill(B, N + K); fill(C, 9);
+      const ref = Float64Array.from(C);
+      for (let b = 0; b < batch; b++) {
+        refGemm(tA, tB, M, N, K, 1, A.subarray(b * sA), lda, B.subarray(b * sB), ldb, 0.5, ref.subarray(b * sC), N);
+      }
+      if (batch === 1) k.gemm(tA, tB, M, N, K, 1, A, lda, B, ldb, 0.5, C, N);
+      else k.gemmStridedBatched(tA, tB, M, N, K, 1, A, lda, sA, B, ldb, sB, 0.5, C, N, sC, batch);
+      for (let i = 0; i < C.length; i++) {
+        assert.ok(Math.abs(C[i]! - ref[i]!) < 1e-4, `batch=${batch} M=${M} N=${N} K=${K}: C[${i}] = ${C[i]}, want ${ref[i]}`);
+      }
+    }
+  });
+});
+
 test('threaded kernels agree with the calling thread alone (row splits, dweight partials, column split of embedding backward)', async () => {
   const one = await createWasmKernelsImpl(arena, { threads: 1 });
   const two = await createWasmKernelsImpl(arena, { threads: 2 });
