@@ -35,6 +35,8 @@ interface Reply { status: number; start: number; end: number | null; total: numb
 
 class SizeError extends Error {}
 
+const OFFLINE_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH']);
+
 /**
  * Downloads url to dest, resumably: bytes go to `dest.part` (with `dest.part.json` naming
  * the url and expected size), a lost connection continues from the partial file with a
@@ -61,6 +63,7 @@ export async function downloadFile(o: DownloadOptions): Promise<string> {
   let stalls = 0;
   let delay = o.retryDelayMs ?? 500;
   let lastError = '';
+  let lastCode = '';
   for (;;) {
     const have = fs.existsSync(part) ? fs.statSync(part).size : 0;
     const want = info.total !== null ? (limit !== null ? Math.min(limit, info.total) : info.total) : null;
@@ -73,10 +76,12 @@ export async function downloadFile(o: DownloadOptions): Promise<string> {
       if (e instanceof SizeError) { cleanupPart(part, infoFile); throw new UserError(`download of ${o.url} failed: ${e.message}; the partial file was removed`); }
       if (e instanceof UserError) throw e;
       lastError = errorText(e);
+      lastCode = (e as NodeJS.ErrnoException)?.code ?? '';
     }
     if (got > 0) { stalls = 0; delay = o.retryDelayMs ?? 500; continue; }
     stalls++;
-    if (stalls >= maxStalls) {
+    // No route to the server at all (offline, DNS failure): retrying will not help.
+    if (stalls >= maxStalls || OFFLINE_CODES.has(lastCode)) {
       const have2 = fs.existsSync(part) ? fs.statSync(part).size : 0;
       throw new UserError(`download of ${o.url} failed (${lastError || 'no data received'}) after ${have2} bytes`);
     }
