@@ -24,7 +24,7 @@ export interface BenchResult {
 
 export interface KernelBenchOptions {
   json: boolean;
-  /** Default: js, wasm, native (those available). */
+  /** Default: js, wasm, native (those available). numpy runs when native or numpy is listed. */
   backends?: string[];
   /** Default: 1, 2 and all logical CPUs. */
   threads?: number[];
@@ -265,7 +265,8 @@ export async function runKernelBench(opts: KernelBenchOptions, out: (line: strin
   };
   const note = (msg: string): void => out(opts.json ? JSON.stringify({ note: msg }) : `# ${msg}`);
 
-  const wantNumpy = opts.backends === undefined || backends.includes('numpy');
+  // numpy is the yardstick for the native backend, so it runs whenever native does.
+  const wantNumpy = backends.includes('numpy') || backends.includes('native');
   const numpyOk = wantNumpy && (await numpyAvailable());
   if (wantNumpy && !numpyOk) note('numpy comparison skipped: python3 with numpy not found');
   const numpyDone = new Set<number>();
