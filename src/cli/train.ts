@@ -97,7 +97,11 @@ function resolveRunDir(f: TrainFlags, name: string): string {
   return path.resolve(defaultRunDir(name, new Date()));
 }
 
-/** Config layers: preset/--config (or, resuming, the run's own config.toml), then --set, then the flags. */
+/**
+ * Config layers: preset or --config, then --set, then the flags. Resuming a run that saved its
+ * config.toml starts from that file instead (--preset/--config then only name the run to find),
+ * so a resumed run keeps its data, schedule and model unless --set or a flag changes them.
+ */
 function resolveConfig(f: TrainFlags, runDir: string) {
   const set = [...f.set];
   if (f.dataset) set.push(`data.dataset=${tomlString(f.dataset)}`, 'data.paths=[]');
@@ -108,7 +112,7 @@ function resolveConfig(f: TrainFlags, runDir: string) {
   if (f.backend !== undefined) set.push(`train.backend=${tomlString(f.backend)}`);
   if (f.threads !== undefined) set.push(`train.threads=${nonNegInt('--threads', f.threads)}`);
   const saved = runPaths(runDir).config;
-  if (f.resume && !f.preset && !f.config && fs.existsSync(saved)) return loadConfig({ file: saved, set });
+  if (f.resume && fs.existsSync(saved)) return loadConfig({ file: saved, set });
   return loadConfig({ preset: f.preset, file: f.config, set });
 }
 
