@@ -99,3 +99,69 @@ test('50 real forward/backward steps: arena bytes constant, retained JS heap fla
     await be.dispose();
   }
 });
+
+/**
+ * The 5 shortest of the first 200 stories of valid-00.txt (short, so memorising them takes a
+ * few hundred steps), tokenised bytewise: ids = UTF-8 bytes, vocab 256.
+ */
+function fiveStoryBytes(): Uint8Array {
+  const text = readFileSync(path.join(tinystoriesSampleDir(), 'valid-00.txt'), 'utf8');
+  const stories = text.split('\n<|endoftext|>\n').slice(0, 200).sort((a, b) => a.length - b.length).slice(0, 5);
+  return new TextEncoder().encode(stories.join('\n'));
+}
+
+function unigramEntropy(bytes: Uint8Array): number {
+  const counts = new Float64Array(256);
+  for (const b of bytes) counts[b]!++;
+  let h = 0;
+  for (const c of counts) if (c > 0) h -= (c / bytes.length) * Math.log(c / bytes.length);
+  return h;
+}
+
+test('5-story overfit: a d=64, 2-layer model with Adam goes far below the unigram cross-entropy', async (t) => {
+  const bytes = fiveStoryBytes();
+  const unigram = unigramEntropy(bytes);
+  assert.ok(bytes.length > 1000 && unigram > 2.5, `unexpected sample: ${bytes.length} bytes, unigram ${unigram}`);
+  const be = await fastBackend();
+  try {
+    const cfg: ModelConfig = { vocab_size: 256, d_model: 64, n_layer: 2, n_head: 4, seq_len: 32, ffn_hidden: 192, tie_embeddings: true, rope_theta: 10000, norm_eps: 1e-5, init_std: 0.02 };
+    const B = 16;
+    const T = cfg.seq_len;
+    const k = be.kernels;
+    const m = new GPT(cfg, k, be.arena, B);
+    m.init(1);
+    const mAdam = be.arena.floats(m.numParams);
+    const vAdam = be.arena.floats(m.numParams);
+    const x = be.arena.ints(B * T);
+    const y = be.arena.ints(B * T);
+    const rng = mulberry32(3);
+    const window = (row: number, start: number): void => {
+      for (let t = 0; t < T; t++) {
+        x[row * T + t] = bytes[start + t]!;
+        y[row * T + t] = bytes[start + t + 1]!;
+      }
+    };
+    const steps = 300;
+    for (let s = 1; s <= steps; s++) {
+      for (let b = 0; b < B; b++) window(b, Math.floor(rng() * (bytes.length - T - 1)));
+      m.zeroGrad();
+      m.forward(x, y, B);
+      m.backward();
+      k.adamwUpdate(m.params, m.grads, mAdam, vAdam, m.numParams, 3e-3, 0.9, 0.99, 1e-8, 0, 1 - 0.9 ** s, 1 - 0.99 ** s);
+    }
+    // evaluate on every non-overlapping window, in batches
+    const starts: number[] = [];
+    for (let st = 0; st + T + 1 <= bytes.length; st += T) starts.push(st);
+    let total = 0;
+    for (let i = 0; i < starts.length; i += B) {
+      const nb = Math.min(B, starts.length - i);
+      for (let b = 0; b < nb; b++) window(b, starts[i + b]!);
+      total += m.forward(x, y, nb) * nb;
+    }
+    const loss = total / starts.length;
+    t.diagnostic(`final loss ${loss.toFixed(3)} nats/token, unigram ${unigram.toFixed(3)}`);
+    assert.ok(loss < 0.5 * unigram, `final loss ${loss.toFixed(3)} nats is not below half the unigram ${unigram.toFixed(3)}`);
+  } finally {
+    await be.dispose();
+  }
+});
