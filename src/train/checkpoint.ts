@@ -198,10 +198,6 @@ export function loadWeightsInto(file: StFile, source: string, tensors: readonly 
   }
 }
 
-export interface LoadedCheckpoint {
-  manifest: CheckpointManifest;
-}
-
 /**
  * Loads the latest checkpoint of `runDir` into the given buffers after checking the model
  * config, every file's size and hash, and every tensor's name and shape. With `optimState`
