@@ -5,16 +5,18 @@ import { sampleDocs, smallTrained, STRESS_TEXT } from './test-fixtures.js';
 
 const tok = smallTrained();
 
-test('encodeParallel in worker threads equals encode() per document, in order', async () => {
+test('encodeParallel (workers only, and workers + this thread) equals encode() per document, in order', async () => {
   const docs = [...sampleDocs(120_000), STRESS_TEXT, '', 'a<|endoftext|>b'];
   // Force the workers on a small input: tiny chunks, no inline shortcut.
-  const got = await encodeParallel(tok, docs, { threads: 2, inlineBelowChars: 0, chunkChars: 5_000 });
-  assert.equal(got.length, docs.length);
-  docs.forEach((d, i) => {
-    assert.ok(got[i] instanceof Uint32Array);
-    assert.deepEqual(Array.from(got[i]!), tok.encode(d), `doc ${i}`);
-  });
-  assert.ok(!got[got.length - 1]!.includes(tok.eotId)); // special strings are ordinary text here
+  for (const useThisThread of [false, true]) {
+    const got = await encodeParallel(tok, docs, { threads: 2, inlineBelowChars: 0, chunkChars: 5_000, useThisThread });
+    assert.equal(got.length, docs.length);
+    docs.forEach((d, i) => {
+      assert.ok(got[i] instanceof Uint32Array);
+      assert.deepEqual(Array.from(got[i]!), tok.encode(d), `doc ${i}`);
+    });
+    assert.ok(!got[got.length - 1]!.includes(tok.eotId)); // special strings are ordinary text here
+  }
 });
 
 test('encodeParallel on one thread and on small inputs encodes inline, same result', async () => {
