@@ -118,7 +118,10 @@ class WasmKernelSet implements WasmKernels {
     try {
       out[0] = fn(...argsFor(b[0]!, b[1]!, 0));
     } finally {
-      for (let p = 1; p < b.length - 1; p++) out.push(pool.wait(p - 1));
+      // a worker that has not started yet (its core is busy) loses its part to this thread
+      for (let p = 1; p < b.length - 1; p++) {
+        out.push(pool.tryCancel(p - 1) ? fn(...argsFor(b[p]!, b[p + 1]!, p)) : pool.wait(p - 1));
+      }
     }
     return out;
   }
@@ -135,7 +138,8 @@ class WasmKernelSet implements WasmKernels {
     try {
       this.f[op](...args(this.scratch[0]!));
     } finally {
-      for (let t = 1; t < this.threads; t++) pool.wait(t - 1);
+      // every chunk is claimed by now; a worker that never started has none
+      for (let t = 1; t < this.threads; t++) if (!pool.tryCancel(t - 1)) pool.wait(t - 1);
     }
   }
 

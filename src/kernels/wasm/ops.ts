@@ -15,7 +15,8 @@ export const QUIT_OP = -1;
 
 /**
  * Layout of one worker's command block in shared memory (bytes). Int32 slots: seq (bumped
- * by the caller for each command), done (the seq the worker finished), op. Float64 slots:
+ * by the caller for each command), done (the seq the worker finished), op, err, claim
+ * (the Int32 slots end before byte 24). Float64 slots:
  * the return value, then up to MAX_ARGS arguments.
  */
 export const CTRL_BYTES = 256;
@@ -24,6 +25,13 @@ export const DONE = 1;
 export const OP = 2;
 /** Set to 1 by a worker whose function threw (e.g. a wasm trap); the caller rethrows. */
 export const ERR = 3;
-export const RESULT_F64 = 2;
-export const ARGS_F64 = 3;
+/**
+ * The last seq that was claimed, by the worker (it will run the command) or by the caller
+ * (it cancelled the command and does the work itself). Claiming is a compare-exchange
+ * from seq - 1 to seq, so exactly one side wins: a worker that has not been scheduled
+ * yet (a busy core) never holds the caller up.
+ */
+export const CLAIM = 4;
+export const RESULT_F64 = 3;
+export const ARGS_F64 = 4;
 export const MAX_ARGS = 24;

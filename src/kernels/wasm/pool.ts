@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { ARGS_F64, CTRL_BYTES, DONE, ERR, MAX_ARGS, OP, QUIT_OP, RESULT_F64, SEQ, type PoolOp, POOL_OPS } from './ops.js';
+import { ARGS_F64, CLAIM, CTRL_BYTES, DONE, ERR, MAX_ARGS, OP, QUIT_OP, RESULT_F64, SEQ, type PoolOp, POOL_OPS } from './ops.js';
 
 /**
  * Worker threads sharing the arena memory. The caller writes a command (op index and
@@ -58,6 +58,17 @@ export class WorkerPool {
     i32[OP] = op;
     Atomics.add(i32, SEQ, 1);
     Atomics.notify(i32, SEQ);
+  }
+
+  /**
+   * Takes back the command last given to worker `w` if the worker has not started it
+   * (then the caller must do that work itself, and need not wait). False: the worker has
+   * it, wait() for it.
+   */
+  tryCancel(w: number): boolean {
+    const i32 = this.i32[w]!;
+    const seq = Atomics.load(i32, SEQ);
+    return Atomics.compareExchange(i32, CLAIM, seq - 1, seq) === seq - 1;
   }
 
   /** Waits until worker `w` finished its command; returns what the function returned. */

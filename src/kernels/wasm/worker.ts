@@ -2,7 +2,7 @@
 // on its command block for work (see ops.ts for the layout and pool.ts for the caller).
 import { parentPort, workerData } from 'node:worker_threads';
 import { instantiateKernels, type WasmFn } from './loader.js';
-import { ARGS_F64, CTRL_BYTES, DONE, ERR, OP, POOL_OPS, QUIT_OP, RESULT_F64, SEQ } from './ops.js';
+import { ARGS_F64, CLAIM, CTRL_BYTES, DONE, ERR, OP, POOL_OPS, QUIT_OP, RESULT_F64, SEQ } from './ops.js';
 
 interface WorkerInit {
   module: WebAssembly.Module;
@@ -31,6 +31,8 @@ function main(init: WorkerInit): void {
     const s = Atomics.load(i32, SEQ);
     if (s === seen) continue;
     seen = s;
+    // the caller may have cancelled this command and done the work itself
+    if (Atomics.compareExchange(i32, CLAIM, s - 1, s) !== s - 1) continue;
     const op = i32[OP]!;
     if (op === QUIT_OP) break;
     const a = ARGS_F64;
