@@ -7,7 +7,7 @@ import type { Tokenizer } from './types.js';
 export interface EncodeParallelOptions {
   /** Encoding threads, this one included (default: the machine's available parallelism). 1 encodes here only. */
   threads?: number;
-  /** Inputs shorter than this many characters in total are encoded on this thread (default 1M):
+  /** Inputs shorter than this many characters in total are encoded on this thread (default 4M):
    *  starting workers and rebuilding the tokenizer in each costs more than it saves. */
   inlineBelowChars?: number;
   /** Whether this thread encodes chunks too (default true); false leaves all to `threads` workers. */
@@ -31,7 +31,7 @@ export async function encodeParallel(tok: Tokenizer, docs: string[], opts: Encod
   const threads = Math.max(1, Math.floor(opts.threads ?? os.availableParallelism()));
   let totalChars = 0;
   for (const d of docs) totalChars += d.length;
-  if (threads === 1 || totalChars < (opts.inlineBelowChars ?? 1 << 20)) {
+  if (threads === 1 || totalChars < (opts.inlineBelowChars ?? 1 << 22)) {
     return docs.map((d) => Uint32Array.from(tok.encode(d)));
   }
   const chunks = chunkDocs(docs, opts.chunkChars ?? 1 << 18);
