@@ -10,6 +10,12 @@ import { registerSample } from './sample.js';
 import { registerEval } from './eval.js';
 
 // The CLI parses and prints; every command's work lives in the layers below.
+
+// `pocketlm sample ... | head` closes our stdout early: that is the reader's choice, not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
 const program = new Command();
 program
   .name('pocketlm')
