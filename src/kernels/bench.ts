@@ -177,9 +177,15 @@ async function numpyAvailable(): Promise<boolean> {
  */
 class NumpyServer {
   private readonly lines: AsyncIterator<string>;
+  private stderr = '';
 
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {
     this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+    child.stderr.on('data', (d: Buffer) => { this.stderr = (this.stderr + d.toString()).slice(-2000); });
+    // A failed spawn ends stdout; measure() then reports it.
+    child.on('error', (e) => { this.stderr += e.message; });
+    child.stdin.on('error', () => {}); // EPIPE after the child died: measure() reports it
+
   }
 
   static start(threads: number, minSeconds: number): NumpyServer {
@@ -193,10 +199,14 @@ class NumpyServer {
     return new NumpyServer(child);
   }
 
+  /** One shape's result; throws with numpy's last stderr line if the child died. */
   async measure(s: GemmShape): Promise<BenchResult> {
-    this.child.stdin.write(`${JSON.stringify([s.form, s.M, s.N, s.K])}\n`);
+    if (this.child.stdin.writable) this.child.stdin.write(`${JSON.stringify([s.form, s.M, s.N, s.K])}\n`);
     const next = await this.lines.next();
-    if (next.done) throw new Error('numpy benchmark exited early (run scripts/numpy-matmul-bench.py by hand to see why)');
+    if (next.done) {
+      const why = this.stderr.trim().split('\n').pop() || 'it exited';
+      throw new Error(`numpy benchmark stopped: ${why}`);
+    }
     return JSON.parse(next.value) as BenchResult;
   }
 
@@ -245,7 +255,8 @@ export function nativeVsNumpy(results: BenchResult[]): Array<{ threads: number; 
  * same shapes when python3 has it, and geomeans at the end. One backend exists at a time
  * (its worker pool and BLAS threads are gone before the next starts). Writes lines through
  * `out`: a table, or with `json` one JSON object per line
- * ({backend, threads, op, shape, gflops|gbps}; notes as {note}).
+ * ({backend, threads, op, shape, gflops|gbps}; notes as {note}; the native/numpy
+ * comparison as {backend: "native/numpy", threads, op: "ratio-gemm", shape, ratio}).
  */
 export async function runKernelBench(opts: KernelBenchOptions, out: (line: string) => void): Promise<void> {
   const backends = opts.backends ?? [...ALL_BACKENDS];
@@ -282,12 +293,19 @@ export async function runKernelBench(opts: KernelBenchOptions, out: (line: strin
         break;
       }
       // numpy runs the native backend's shapes alternately with it (same shapes, same load).
-      const numpy = name === 'native' && numpyOk ? NumpyServer.start(threads, minSeconds) : null;
+      let numpy = name === 'native' && numpyOk ? NumpyServer.start(threads, minSeconds) : null;
       try {
         const { kernels, arena } = backend;
         for (const s of shapesFor(name, quick)) {
           emit({ backend: name, threads, op: `gemm-${s.form}`, shape: shapeLabel(s), gflops: benchGemm(kernels, arena, s, minSeconds) });
-          if (numpy) emit(await numpy.measure(s));
+          if (!numpy) continue;
+          try {
+            emit(await numpy.measure(s));
+          } catch (e) {
+            note(`numpy comparison stopped: ${(e as Error).message}`);
+            numpy.close();
+            numpy = null;
+          }
         }
         if (numpy) numpyDone.add(threads);
         const rows = name === 'js' || quick ? 512 : 2048;
@@ -307,6 +325,8 @@ export async function runKernelBench(opts: KernelBenchOptions, out: (line: strin
       const numpy = NumpyServer.start(threads, minSeconds);
       try {
         for (const s of shapesFor('native', quick)) emit(await numpy.measure(s));
+      } catch (e) {
+        note(`numpy comparison stopped: ${(e as Error).message}`);
       } finally {
         numpy.close();
       }
