@@ -11,7 +11,7 @@
       "target_name": "pocketlm_blas",
       "sources": ["src/blas_addon.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "<@(cblas_cflags)"],
-      "libraries": ["<@(cblas_libs)", "-ldl"],
+      "libraries": ["<@(cblas_libs)", "-ldl", "-lpthread"],
       "conditions": [
         ["cblas_rpath != ''", { "ldflags": ["-Wl,-rpath,<(cblas_rpath)"] }],
       ],

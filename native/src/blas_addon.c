@@ -16,6 +16,7 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -196,6 +197,67 @@ static int unpack(napi_env env, napi_callback_info info, bool batched, gemm_args
   return 0;
 }
 
+/* Products b in [lo, hi) of a (batched) call, on the calling thread. */
+static void run_range(const gemm_args *g, int64_t lo, int64_t hi) {
+  enum CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans;
+  enum CBLAS_TRANSPOSE tb = g->tb ? CblasTrans : CblasNoTrans;
+  for (int64_t b = lo; b < hi; b++) {
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)g->M, (int)g->N, (int)g->K, (float)g->alpha,
+                g->A.data + b * g->sa, (int)g->lda, g->B.data + b * g->sb, (int)g->ldb, (float)g->beta,
+                g->C.data + b * g->sc, (int)g->ldc);
+  }
+}
+
+typedef struct {
+  const gemm_args *g;
+  int64_t lo, hi;
+} batch_part;
+
+static void *run_part(void *p) {
+  const batch_part *q = (const batch_part *)p;
+  run_range(q->g, q->lo, q->hi);
+  return NULL;
+}
+
+#define MAX_SPLIT 64
+/* Whether batched calls are split across threads (setBatchSplit; on by default). */
+static int batch_split = 1;
+
+/*
+ * A batch of small products (attention heads: 256x256x32) is faster as whole products per
+ * thread than as each product split over OpenBLAS's threads: one join per call instead of a
+ * wake-up and a barrier per product. So with n >= 2 OpenBLAS threads and a batch that
+ * divides evenly (or is large enough that the remainder hardly matters), OpenBLAS is set to
+ * one thread, n - 1 extra threads each take a contiguous share of the batch, and the thread
+ * count is restored. Concurrent single-threaded calls are safe in threaded OpenBLAS builds.
+ * Returns 0 when it did the work, -1 when the caller should run the batch itself.
+ */
+static int run_split(const gemm_args *g) {
+  if (!batch_split || !p_set_threads || !p_get_threads || g->batch < 2) return -1;
+  int64_t n = p_get_threads();
+  if (n > g->batch) n = g->batch;
+  if (n > MAX_SPLIT) n = MAX_SPLIT;
+  if (n < 2 || (g->batch % n != 0 && g->batch < 4 * n)) return -1;
+  int restore = p_get_threads();
+  p_set_threads(1);
+  pthread_t tid[MAX_SPLIT];
+  batch_part part[MAX_SPLIT];
+  int started[MAX_SPLIT] = {0};
+  for (int64_t i = 0; i < n; i++) {
+    part[i].g = g;
+    part[i].lo = g->batch * i / n;
+    part[i].hi = g->batch * (i + 1) / n;
+  }
+  for (int64_t i = 1; i < n; i++) started[i] = pthread_create(&tid[i], NULL, run_part, &part[i]) == 0;
+  run_range(g, part[0].lo, part[0].hi);
+  for (int64_t i = 1; i < n; i++) {
+    if (started[i]) pthread_join(tid[i], NULL);
+    else run_range(g, part[i].lo, part[i].hi); /* no thread: do its share here */
+  }
+  p_set_threads(restore);
+  return 0;
+}
+
 static void run(const gemm_args *g) {
   if (g->M == 0 || g->N == 0 || g->batch == 0) return;
   if (g->K == 0) {
@@ -207,13 +269,8 @@ static void run(const gemm_args *g) {
     }
     return;
   }
-  enum CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans;
-  enum CBLAS_TRANSPOSE tb = g->tb ? CblasTrans : CblasNoTrans;
-  for (int64_t b = 0; b < g->batch; b++) {
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)g->M, (int)g->N, (int)g->K, (float)g->alpha,
-                g->A.data + b * g->sa, (int)g->lda, g->B.data + b * g->sb, (int)g->ldb, (float)g->beta,
-                g->C.data + b * g->sc, (int)g->ldc);
-  }
+  if (run_split(g) == 0) return;
+  run_range(g, 0, g->batch);
 }
 
 static napi_value Sgemm(napi_env env, napi_callback_info info) {
@@ -238,6 +295,16 @@ static napi_value SetThreads(napi_env env, napi_callback_info info) {
   if (argc != 1 || napi_get_value_int32(env, a[0], &n) != napi_ok) THROW_TYPE(env, "native setThreads: expected one number");
   if (n < 1 || n > 1024) THROW_RANGE(env, "native setThreads: thread count must be between 1 and 1024");
   if (p_set_threads) p_set_threads(n);
+  return NULL;
+}
+
+static napi_value SetBatchSplit(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value a[1];
+  bool on;
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (argc != 1 || napi_get_value_bool(env, a[0], &on) != napi_ok) THROW_TYPE(env, "native setBatchSplit: expected one boolean");
+  batch_split = on;
   return NULL;
 }
 
@@ -294,7 +361,8 @@ static napi_value Init(napi_env env, napi_value exports) {
   if (export_fn(env, exports, "sgemm", Sgemm) != napi_ok ||
       export_fn(env, exports, "sgemmStridedBatched", SgemmStridedBatched) != napi_ok ||
       export_fn(env, exports, "setThreads", SetThreads) != napi_ok ||
-      export_fn(env, exports, "getThreads", GetThreads) != napi_ok)
+      export_fn(env, exports, "getThreads", GetThreads) != napi_ok ||
+      export_fn(env, exports, "setBatchSplit", SetBatchSplit) != napi_ok)
     return NULL;
   napi_create_string_utf8(env, lib, NAPI_AUTO_LENGTH, &s);
   napi_set_named_property(env, exports, "library", s);

@@ -22,6 +22,13 @@ export interface NativeBlas {
   setThreads(n: number): void;
   /** openblas_get_num_threads, or 1. */
   getThreads(): number;
+  /**
+   * Whether sgemmStridedBatched gives each of the OpenBLAS thread count's threads a share
+   * of the batch (whole single-threaded products) instead of splitting every product over
+   * OpenBLAS's threads. On by default; only used when the batch divides evenly or is >= 4x
+   * the thread count.
+   */
+  setBatchSplit(on: boolean): void;
   /** e.g. "OpenBLAS 0.3.21 (core Cooperlake, /lib/x86_64-linux-gnu/libopenblas.so.0)". */
   readonly library: string;
   /** Whether setThreads does anything (OpenBLAS), or the library picks its own threads. */

@@ -119,6 +119,25 @@ describe('native BLAS addon', { skip }, () => {
     });
   }
 
+  it('splits a batch across threads with the same results as product-by-product', () => {
+    addon.setThreads(2);
+    const arena = new WasmArena({ initialBytes: 8 << 20 });
+    const rng = seededRng(5);
+    const batched: Kernels['gemmStridedBatched'] = (...a) => addon.sgemmStridedBatched(
+      a[0], a[1], a[2], a[3], a[4], a[5], a[6] as Float32Array, a[7], a[8], a[9] as Float32Array, a[10], a[11],
+      a[12], a[13] as Float32Array, a[14], a[15], a[16]);
+    try {
+      for (const split of [true, false]) {
+        addon.setBatchSplit(split);
+        // 9 = uneven shares (4 + 5), 8 = even, 3 = too uneven: per-product threading
+        for (const batch of [9, 8, 3]) checkProduct(arena, rng, batched, false, true, 17, 63, 32, 0.5, batch);
+      }
+    } finally {
+      addon.setBatchSplit(true);
+    }
+    assert.equal(addon.getThreads(), addon.threadControl ? 2 : 1, 'thread count restored after a split call');
+  });
+
   it('reports the thread count it was given', () => {
     addon.setThreads(2);
     assert.equal(addon.getThreads(), addon.threadControl ? 2 : 1);
