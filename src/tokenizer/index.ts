@@ -10,3 +10,5 @@ export {
 export { encodeParallel, type EncodeParallelOptions } from './parallel.js';
 export { GPT2_PATTERN, pretokenize } from './pretokenize.js';
 export { bytesToUnicodeString, unicodeStringToBytes } from './bytes.js';
+export { splitDocuments, readDocuments } from './text-io.js';
+// runTokenizerBench lives in ./bench.js (not re-exported: it pulls in js-tiktoken's GPT-2 ranks).
