@@ -17,6 +17,21 @@ export interface AttentionDims {
   T: number;
   C: number;
   H: number;
+  /**
+   * Rows per causal block (default: `defaultCausalBlock(T)`). The products are split into
+   * query-row blocks (and key blocks in the transposed products) so that a block never touches
+   * keys after its last query: with nb blocks the attention products do (nb+1)/(2 nb) of the
+   * full-square work (62.5% for nb = 4). T itself = one block = the plain full-square products.
+   */
+  block?: number;
+}
+
+/**
+ * Block size for causal attention products: 64 rows (4 blocks at T = 256, 2 at T = 128); the
+ * whole sequence when T < 128, where the saving does not pay for the extra, smaller products.
+ */
+export function defaultCausalBlock(T: number): number {
+  return T < 128 ? T : 64;
 }
 
 export interface AttentionBuffers {
@@ -50,10 +65,17 @@ export interface AttentionBuffers {
   datt: FloatArray;
 }
 
-interface BatchViews {
-  q: FloatArray; k: FloatArray; v: FloatArray; att: FloatArray; atty: FloatArray;
-  dq: FloatArray; dk: FloatArray; dv: FloatArray; datt: FloatArray; datty: FloatArray;
+/** Views for one (batch row b, block [r0, r1)) made at planning time. */
+interface BlockViews {
+  r0: number;
+  r1: number;
+  // query-row block: rows r0..r1 against keys 0..r1
+  q: FloatArray; att: FloatArray; atty: FloatArray; datty: FloatArray; datt: FloatArray; dq: FloatArray;
+  // key block (keys r0..r1) against query rows r0..T: att/datt at (r0, r0), rows r0.. of q and datty
+  attKey: FloatArray; dattKey: FloatArray; qRows: FloatArray; dattyRows: FloatArray; dk: FloatArray; dv: FloatArray;
 }
+
+interface BatchViews { k: FloatArray; v: FloatArray; blocks: BlockViews[] }
 
 export class AttentionPlan {
   readonly D: number;
@@ -64,16 +86,25 @@ export class AttentionPlan {
     const { maxB, T, C, H } = dims;
     this.D = C / H;
     this.scale = 1 / Math.sqrt(this.D);
+    const block = Math.max(1, Math.min(T, dims.block ?? defaultCausalBlock(T)));
+    const C3 = 3 * C;
     for (let b = 0; b < maxB; b++) {
-      const r3 = b * T * 3 * C;
-      const r1 = b * T * C;
+      const r3 = b * T * C3;
+      const r1b = b * T * C;
       const a = b * H * T * T;
-      this.perBatch.push({
-        q: buf.qkv.subarray(r3), k: buf.qkv.subarray(r3 + C), v: buf.qkv.subarray(r3 + 2 * C),
-        att: buf.att.subarray(a), atty: buf.atty.subarray(r1),
-        dq: buf.dqkv.subarray(r3), dk: buf.dqkv.subarray(r3 + C), dv: buf.dqkv.subarray(r3 + 2 * C),
-        datt: buf.datt.subarray(a), datty: buf.datty.subarray(r1),
-      });
+      const blocks: BlockViews[] = [];
+      for (let r0 = 0; r0 < T; r0 += block) {
+        const r1 = Math.min(T, r0 + block);
+        blocks.push({
+          r0, r1,
+          q: buf.qkv.subarray(r3 + r0 * C3), att: buf.att.subarray(a + r0 * T), atty: buf.atty.subarray(r1b + r0 * C),
+          datty: buf.datty.subarray(r1b + r0 * C), datt: buf.datt.subarray(a + r0 * T), dq: buf.dqkv.subarray(r3 + r0 * C3),
+          attKey: buf.att.subarray(a + r0 * T + r0), dattKey: buf.datt.subarray(a + r0 * T + r0),
+          qRows: buf.qkv.subarray(r3 + r0 * C3), dattyRows: buf.datty.subarray(r1b + r0 * C),
+          dk: buf.dqkv.subarray(r3 + r0 * C3 + C), dv: buf.dqkv.subarray(r3 + r0 * C3 + 2 * C),
+        });
+      }
+      this.perBatch.push({ k: buf.qkv.subarray(r3 + C), v: buf.qkv.subarray(r3 + 2 * C), blocks });
     }
   }
 }
@@ -83,18 +114,25 @@ export function attentionForward(kn: Kernels, p: AttentionPlan, B: number): void
   const { D, buf } = p;
   const N = B * T;
   const C3 = 3 * C;
+  const TT = T * T;
   linearForward(kn, buf.qkv, buf.x, buf.wqkv, N, C, C3);
   // q and k are the first 2H heads of each row: rotate both in one call
   kn.ropeForward(buf.qkv, N, T, 2 * H, D, C3, buf.cos, buf.sin);
   for (let b = 0; b < B; b++) {
-    const v = p.perBatch[b]!;
-    // S = Q K^T per head; the scale is applied inside the softmax
-    kn.gemmStridedBatched(false, true, T, T, D, 1, v.q, C3, D, v.k, C3, D, 0, v.att, T, T * T, H);
+    const pb = p.perBatch[b]!;
+    for (const v of pb.blocks) {
+      // S[r0..r1, 0..r1] = Q K^T per head (scores right of the block's last query stay unwritten:
+      // the causal softmax ignores everything above the diagonal); the scale is applied in the softmax
+      kn.gemmStridedBatched(false, true, v.r1 - v.r0, v.r1, D, 1, v.q, C3, D, pb.k, C3, D, 0, v.att, T, TT, H);
+    }
   }
   kn.softmaxCausalForward(buf.att, B * H, T, p.scale);
   for (let b = 0; b < B; b++) {
-    const v = p.perBatch[b]!;
-    kn.gemmStridedBatched(false, false, T, D, T, 1, v.att, T, T * T, v.v, C3, D, 0, v.atty, C, D, H);
+    const pb = p.perBatch[b]!;
+    for (const v of pb.blocks) {
+      // Y[r0..r1] = P[r0..r1, 0..r1] V[0..r1]  (P is exactly 0 beyond the diagonal)
+      kn.gemmStridedBatched(false, false, v.r1 - v.r0, D, v.r1, 1, v.att, T, TT, pb.v, C3, D, 0, v.atty, C, D, H);
+    }
   }
   linearForward(kn, buf.y, buf.atty, buf.wo, N, C, C);
 }
@@ -105,19 +143,26 @@ export function attentionBackward(kn: Kernels, p: AttentionPlan, B: number, alph
   const { D, buf } = p;
   const N = B * T;
   const C3 = 3 * C;
+  const TT = T * T;
   linearBackward(kn, buf.datty, buf.dwo, buf.dy, buf.atty, buf.wo, N, C, C, alpha);
   for (let b = 0; b < B; b++) {
-    const v = p.perBatch[b]!;
-    // dP = dY V^T ; dV = P^T dY
-    kn.gemmStridedBatched(false, true, T, T, D, 1, v.datty, C, D, v.v, C3, D, 0, v.datt, T, T * T, H);
-    kn.gemmStridedBatched(true, false, T, D, T, 1, v.att, T, T * T, v.datty, C, D, 0, v.dv, C3, D, H);
+    const pb = p.perBatch[b]!;
+    for (const v of pb.blocks) {
+      // dP[r0..r1, 0..r1] = dY[r0..r1] V[0..r1]^T
+      kn.gemmStridedBatched(false, true, v.r1 - v.r0, v.r1, D, 1, v.datty, C, D, pb.v, C3, D, 0, v.datt, T, TT, H);
+      // dV[keys r0..r1] = P[r0..T, r0..r1]^T dY[r0..T]  (queries before r0 never see these keys)
+      kn.gemmStridedBatched(true, false, v.r1 - v.r0, D, T - v.r0, 1, v.attKey, T, TT, v.dattyRows, C, D, 0, v.dv, C3, D, H);
+    }
   }
   kn.softmaxCausalBackward(buf.datt, buf.att, B * H, T, p.scale);
   for (let b = 0; b < B; b++) {
-    const v = p.perBatch[b]!;
-    // dQ = dS K ; dK = dS^T Q  (dS is zero above the diagonal, so causality holds in backward too)
-    kn.gemmStridedBatched(false, false, T, D, T, 1, v.datt, T, T * T, v.k, C3, D, 0, v.dq, C3, D, H);
-    kn.gemmStridedBatched(true, false, T, D, T, 1, v.datt, T, T * T, v.q, C3, D, 0, v.dk, C3, D, H);
+    const pb = p.perBatch[b]!;
+    for (const v of pb.blocks) {
+      // dQ[r0..r1] = dS[r0..r1, 0..r1] K[0..r1]; dK[keys r0..r1] = dS[r0..T, r0..r1]^T Q[r0..T]
+      // (dS is exactly 0 above the diagonal, so causality holds in backward too)
+      kn.gemmStridedBatched(false, false, v.r1 - v.r0, D, v.r1, 1, v.datt, T, TT, pb.k, C3, D, 0, v.dq, C3, D, H);
+      kn.gemmStridedBatched(true, false, v.r1 - v.r0, D, T - v.r0, 1, v.dattKey, T, TT, v.qRows, C3, D, 0, v.dk, C3, D, H);
+    }
   }
   // gradients w.r.t. the pre-RoPE q, k: the inverse rotation
   kn.ropeBackward(buf.dqkv, N, T, 2 * H, D, C3, buf.cos, buf.sin);

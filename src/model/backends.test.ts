@@ -14,6 +14,8 @@ import { randomIds, tinyConfig } from './testutil.js';
 
 const CFG: ModelConfig = tinyConfig({ vocab_size: 64, d_model: 32, n_layer: 2, n_head: 2, seq_len: 16, ffn_hidden: 64, init_std: 0.1 });
 const B = 3;
+/** seq_len 128: the attention products run in 2 causal blocks (defaultCausalBlock). */
+const CFG_LONG: ModelConfig = tinyConfig({ vocab_size: 32, d_model: 16, n_layer: 1, n_head: 2, seq_len: 128, ffn_hidden: 32, init_std: 0.3 });
 
 interface Run { loss: number; grads: Float64Array; tensors: GPT['tensors'] }
 
@@ -52,6 +54,8 @@ test('float32 model on js matches the float64 model (loss 1e-5 rel, grads 5e-5 o
     const f32 = run(CFG, createJsKernels(), new HeapArena('f32'), tied);
     assertRunsClose(f32, ref, 1e-5, 5e-5, `f32 tied=${tied}`);
   }
+  const ref = run(CFG_LONG, createJsKernels(), new HeapArena('f64'));
+  assertRunsClose(run(CFG_LONG, createJsKernels(), new HeapArena('f32')), ref, 1e-5, 5e-5, 'f32 T=128');
 });
 
 for (const name of ['wasm', 'native'] as const) {
@@ -69,6 +73,8 @@ for (const name of ['wasm', 'native'] as const) {
         const got = run(CFG, be.kernels, be.arena, tied);
         assertRunsClose(got, ref, 1e-5, 5e-5, `${name} tied=${tied}`);
       }
+      const ref = run(CFG_LONG, createJsKernels(), new HeapArena('f32'));
+      assertRunsClose(run(CFG_LONG, be.kernels, be.arena), ref, 1e-5, 5e-5, `${name} T=128`);
     } finally {
       await be.dispose();
     }

@@ -144,3 +144,16 @@ test('causality: the loss at position t ignores later tokens, and its gradient n
   for (const tok of [0, 3, 5]) for (let j = 0; j < C; j++) past += Math.abs(m.grads[wte.offset + tok * C + j]!);
   assert.ok(past > 1e-8, 'the loss at t must depend on the tokens up to t');
 });
+
+test('whole model at seq_len 128 (causal-blocked attention): 4 sampled elements per tensor match finite differences', () => {
+  const cfg = tinyConfig({ seq_len: 128, vocab_size: 11 });
+  const m = f64Model(cfg, 1);
+  randomizeParams(m, 17);
+  const T = cfg.seq_len;
+  const inputs = randomIds(T, cfg.vocab_size, 500);
+  const targets = randomIds(T, cfg.vocab_size, 501);
+  m.zeroGrad();
+  m.forward(inputs, targets, 1);
+  m.backward();
+  assertGradsOk(finiteDifferenceReport(m, () => m.forward(inputs, targets, 1), 4), 1 + 6 * cfg.n_layer + 2);
+});

@@ -27,8 +27,8 @@ function assertGrad(label: string, analytic: ArrayLike<number>, numeric: Float64
   assert.ok(maxDiff <= 1e-6 * maxNum + 1e-12, `${label}: max error ${maxDiff.toExponential(3)} vs max |grad| ${maxNum.toExponential(3)}`);
 }
 
-test('attention op pair (fused QKV, RoPE, causal softmax, out-proj) matches finite differences', () => {
-  const rng = seededRng(1);
+function attentionSetup(block: number, seed: number) {
+  const rng = seededRng(seed);
   const B = 2, T = 5, C = 8, H = 2, D = C / H, N = B * T;
   const cos = f64(T * D / 2), sin = f64(T * D / 2);
   ropeTables(cos, sin, T, D, 10000);
@@ -39,23 +39,42 @@ test('attention op pair (fused QKV, RoPE, causal softmax, out-proj) matches fini
     dy: fillNormal(f64(N * C), rng), dx: datty, dwqkv: f64(C * 3 * C), dwo: f64(C * C),
     datty, dqkv: f64(N * 3 * C), datt: f64(B * H * T * T),
   };
-  const p = new AttentionPlan({ maxB: B, T, C, H }, buf);
-  const R = Float64Array.from(buf.dy);
-  const f = (): number => { attentionForward(k, p, B); return dot(R, buf.y); };
-  f();
-  attentionBackward(k, p, B, 1);
-  const dx = Float64Array.from(buf.dx);
-  assertGrad('attention dx', dx, numericGradient(buf.x, f));
-  assertGrad('attention dwqkv', buf.dwqkv, numericGradient(buf.wqkv, f));
-  assertGrad('attention dwo', buf.dwo, numericGradient(buf.wo, f));
-  // causality inside the op: an output gradient only at rows <= t never reaches rows > t
-  const t = 2;
-  buf.dy.fill(0);
-  for (let j = 0; j < C; j++) buf.dy[t * C + j] = 1;
-  f();
-  attentionBackward(k, p, B, 1);
-  for (let r = t + 1; r < T; r++) for (let j = 0; j < C; j++) assert.equal(buf.dx[r * C + j], 0, `row ${r}`);
-});
+  // garbage above the diagonal must never matter (the blocked products leave it unwritten)
+  buf.att.fill(NaN);
+  buf.datt.fill(NaN);
+  return { B, T, C, buf, p: new AttentionPlan({ maxB: B, T, C, H, block }, buf) };
+}
+
+// block 5 = the full square; 2 and 3 split T = 5 into uneven causal blocks; 1 = a row per block
+for (const block of [5, 2, 3, 1]) {
+  test(`attention op pair (fused QKV, RoPE, causal softmax, out-proj; causal block ${block}) matches finite differences`, () => {
+    const { B, T, C, buf, p } = attentionSetup(block, 1);
+    const R = Float64Array.from(buf.dy);
+    const f = (): number => { attentionForward(k, p, B); return dot(R, buf.y); };
+    f();
+    attentionBackward(k, p, B, 1);
+    const dx = Float64Array.from(buf.dx);
+    assertGrad('attention dx', dx, numericGradient(buf.x, f));
+    assertGrad('attention dwqkv', buf.dwqkv, numericGradient(buf.wqkv, f));
+    assertGrad('attention dwo', buf.dwo, numericGradient(buf.wo, f));
+    // blocked products give the full-square results (up to rounding)
+    const full = attentionSetup(T, 1);
+    attentionForward(k, full.p, B);
+    attentionBackward(k, full.p, B, 1);
+    f();
+    buf.dwqkv.fill(0);
+    attentionBackward(k, p, B, 1);
+    for (let i = 0; i < buf.y.length; i++) assert.ok(Math.abs(buf.y[i]! - full.buf.y[i]!) < 1e-12, `y[${i}]`);
+    for (let i = 0; i < buf.dx.length; i++) assert.ok(Math.abs(buf.dx[i]! - full.buf.dx[i]!) < 1e-12, `dx[${i}]`);
+    // causality inside the op: an output gradient only at row t never reaches rows > t
+    const t = 2;
+    buf.dy.fill(0);
+    for (let j = 0; j < C; j++) buf.dy[t * C + j] = 1;
+    f();
+    attentionBackward(k, p, B, 1);
+    for (let r = t + 1; r < T; r++) for (let j = 0; j < C; j++) assert.equal(buf.dx[r * C + j], 0, `row ${r}`);
+  });
+}
 
 test('MLP op pair (fused gate|up, SwiGLU, down-proj; s recomputed in backward) matches finite differences', () => {
   const rng = seededRng(2);
