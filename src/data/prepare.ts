@@ -7,7 +7,7 @@ import { describeWriteError, writeFileAtomicSync } from '../util/atomic.js';
 import { NpyWriter, dtypeForVocab } from './npy.js';
 import { DATA_FORMAT_VERSION, pocketlmVersion, readMeta, type DatasetMeta, type SplitStats } from './meta.js';
 import { DEFAULT_VAL_FRACTION, docKey, isValKey, keyFraction } from './split.js';
-import { expandPaths, fileSource, mobyDickSource, type DocSource } from './sources.js';
+import { detach, expandPaths, fileSource, mobyDickSource, type DocSource } from './sources.js';
 import { downloadTinyStories, DEFAULT_MAX_TRAIN_MB } from './download.js';
 import { defaultTokenizerApi, type DataTokenizer, type TokenizerApi } from './tokenizer-api.js';
 
@@ -209,7 +209,7 @@ function scanTrain(train: DocSource[], valKeys: Set<string> | null, valFraction:
       const f = keyFraction(k);
       if (f < minFrac) { minFrac = f; scan.minKey = k; }
       if (!val && scan.tokenizerBytes < tokBytesCap) {
-        scan.tokenizerTexts.push(d);
+        scan.tokenizerTexts.push(detach(d));
         scan.tokenizerBytes += Buffer.byteLength(d, 'utf8');
       }
       if (scan.total % 5000 === 0) report({ phase: 'read documents', done: scan.total, total: 0 });
@@ -243,7 +243,7 @@ async function writeSplit(
     for (const src of sources) {
       for (const d of src.docs()) {
         if (!keep(docKey(d))) continue;
-        batch.push(d);
+        batch.push(detach(d));
         chars += d.length;
         stats.bytes += Buffer.byteLength(d, 'utf8');
         if (chars >= BATCH_CHARS) await flush();
