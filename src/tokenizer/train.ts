@@ -44,7 +44,8 @@ export function trainBpe(texts: Iterable<string>, opts: TrainOptions): BpeTokeni
 
 function validateOptions(vocabSize: number, specials: readonly string[]): void {
   const min = 256 + specials.length;
-  if (!Number.isInteger(vocabSize) || vocabSize < min) {
+  if (!Number.isInteger(vocabSize)) throw new UserError(`vocab size ${vocabSize} is not a whole number`);
+  if (vocabSize < min) {
     throw new UserError(`vocab size ${vocabSize} is too small: it must be at least ${min} (256 byte tokens + ${specials.length} special token${specials.length === 1 ? '' : 's'})`);
   }
   if (vocabSize > MAX_VOCAB) throw new UserError(`vocab size ${vocabSize} is too large (at most ${MAX_VOCAB})`);
