@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { HeapArena } from '../kernels/arena.js';
+import { createJsKernels } from '../kernels/js/index.js';
 import { isUserError } from '../util/errors.js';
+import { GPT } from './gpt.js';
 import { activationFloats, layerActivationFloats } from './activations.js';
 import { defaultFfnHidden, validateModelConfig, type ModelConfig } from './config.js';
 import { attentionFlopsPerToken, flopsPerToken } from './flops.js';
@@ -59,12 +62,21 @@ test('config validation names the bad field in a one-line UserError', () => {
   validateModelConfig(DEFAULT);
 });
 
-test('activation plan of the default preset: 66,613,248 floats (266.5 MB) as documented', () => {
-  assert.equal(layerActivationFloats(DEFAULT, 8), 9_441_280);
-  assert.equal(activationFloats(DEFAULT, 8), 66_613_248);
+test('activation plan of the default preset: 62,287,872 floats (249.2 MB) as documented', () => {
+  assert.equal(layerActivationFloats(DEFAULT, 8), 8_654_848);
+  assert.equal(activationFloats(DEFAULT, 8), 62_287_872);
 });
 
 test('flops per token = 6 params + 6 L T C (causal half of the attention products)', () => {
   assert.equal(attentionFlopsPerToken(DEFAULT), 6 * 6 * 256 * 192);
   assert.equal(flopsPerToken(SEED_SMALL), 6 * 1_311_872 + 6 * 4 * 128 * 128);
+});
+
+test('the GPT allocates exactly params + grads + the planned activations (+ RoPE tables and id buffers)', () => {
+  const arena = new HeapArena('f32');
+  const m = new GPT(SEED_SMALL, createJsKernels(), arena, 4);
+  const T = SEED_SMALL.seq_len;
+  const D = SEED_SMALL.d_model / SEED_SMALL.n_head;
+  const floats = 2 * m.numParams + activationFloats(SEED_SMALL, 4) + T * D;
+  assert.equal(arena.bytesUsed(), 4 * floats + 4 * 2 * 4 * T);
 });

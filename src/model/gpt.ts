@@ -79,7 +79,7 @@ export class GPT {
       this.attn.push(new AttentionPlan(
         { maxB: batchSize, T, C, H: config.n_head },
         {
-          x: la.ln1, qkv: la.qkv, att: la.att, atty: la.atty, y: a.y,
+          x: a.ln, qkv: la.qkv, att: la.att, atty: la.atty, y: a.y,
           wqkv: this.w.layers[l]!.wqkv, wo: this.w.layers[l]!.wo, cos: this.ropeCos, sin: this.ropeSin,
           dy: a.dres, dx: a.dC, dwqkv: this.g.layers[l]!.wqkv, dwo: this.g.layers[l]!.wo,
           datty: a.dC, dqkv: a.dqkv, datt: a.datt,
@@ -88,7 +88,7 @@ export class GPT {
       this.mlp.push({
         dims: { maxB: batchSize, T, C, F: config.ffn_hidden },
         buf: {
-          x: la.ln2, h: la.h, s: a.s, y: a.y, wGateUp: this.w.layers[l]!.wGateUp, wDown: this.w.layers[l]!.wDown,
+          x: a.ln, h: la.h, s: a.s, y: a.y, wGateUp: this.w.layers[l]!.wGateUp, wDown: this.w.layers[l]!.wDown,
           dy: a.dres, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: a.dh, ds: a.s,
         },
       });
@@ -156,10 +156,10 @@ export class GPT {
       const la = a.layers[l]!;
       const lw = this.w.layers[l]!;
       const next = l + 1 < cfg.n_layer ? a.layers[l + 1]!.res : a.resFinal;
-      k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
+      k.rmsnormForward(a.ln, la.rstd1, la.res, lw.attnNorm, N, C, eps);
       attentionForward(k, this.attn[l]!, B);
       k.add(la.mid, la.res, a.y, N * C);
-      k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
+      k.rmsnormForward(a.ln, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
       mlpForward(k, this.mlp[l]!, B);
       k.add(next, la.mid, a.y, N * C);
     }
@@ -192,6 +192,7 @@ export class GPT {
     const T = cfg.seq_len;
     const C = cfg.d_model;
     const N = B * T;
+    const eps = cfg.norm_eps;
     // the LM head applies `scale`; everything below is linear in its output gradient
     lmHeadBackward(k, a.dC, this.g.lmHead, a.logits, a.lnf, this.w.lmHead, N, C, cfg.vocab_size, scale);
     a.dres.fill(0, 0, N * C); // rmsnormBackward accumulates into it
@@ -202,8 +203,11 @@ export class GPT {
       const lg = this.g.layers[l]!;
       // dres = dL/d(layer output); the residual path carries it through unchanged and each
       // sublayer's norm backward adds its branch's contribution (the kernel accumulates)
+      // the normed inputs are not kept: recompute them (identical values, rstd rewritten as is)
+      k.rmsnormForward(a.ln, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
       mlpBackward(k, this.mlp[l]!, B);
       k.rmsnormBackward(a.dres, lg.mlpNorm, a.dC, la.mid, lw.mlpNorm, la.rstd2, N, C);
+      k.rmsnormForward(a.ln, la.rstd1, la.res, lw.attnNorm, N, C, eps);
       attentionBackward(k, this.attn[l]!, B);
       k.rmsnormBackward(a.dres, lg.attnNorm, a.dC, la.res, lw.attnNorm, la.rstd1, N, C);
     }
