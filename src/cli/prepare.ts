@@ -27,7 +27,7 @@ export function registerPrepare(program: Command): void {
     .option('--tokenizer <file>', 'use this tokenizer.json (or gpt2) instead of training one')
     .option('--max-train-mb <n>', 'TinyStories: MB of the train file to download', String(DEFAULT_MAX_TRAIN_MB))
     .option('--threads <n>', 'tokenizer worker threads')
-    .option('--val-fraction <f>', 'share of documents for validation when no validation file is given', '0.02')
+    .option('--val-fraction <f>', 'share of documents for validation when no validation file is given (default 0.02; moby-dick 0.05)')
     .option('--tokenizer-train-mb <n>', 'MB of train text the tokenizer learns from', '20')
     .option('--force', 'prepare again even if the output is up to date')
     .option('--json', 'print meta.json instead of a summary')

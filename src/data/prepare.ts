@@ -23,7 +23,7 @@ export interface PrepareOptions {
   /** TinyStories: how much of the train file to download. */
   maxTrainMb?: number;
   threads?: number;
-  /** Share of documents sent to validation when no validation files exist (default 0.02). */
+  /** Share of documents sent to validation when no validation files exist (default 0.02; moby-dick 0.05). */
   valFraction?: number;
   /** Cap on the train text used to train a tokenizer, in MB (default 20). */
   tokenizerTrainMb?: number;
@@ -52,7 +52,8 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   validateOptions(opts);
   const report: ProgressFn = progress ?? (() => {});
   const sources = await resolveSources(opts, report);
-  const valFraction = opts.valFraction ?? DEFAULT_VAL_FRACTION;
+  // Moby Dick has only 139 chapters: 5% of them keeps a usable validation set (~7 chapters).
+  const valFraction = opts.valFraction ?? (opts.dataset === 'moby-dick' ? 0.05 : DEFAULT_VAL_FRACTION);
   const tokTrainMb = opts.tokenizerTrainMb ?? DEFAULT_TOKENIZER_TRAIN_MB;
   const fingerprint = fingerprintOf(opts, sources, valFraction, tokTrainMb);
   const dir = path.resolve(opts.out ?? path.join(cacheDir(), 'datasets', fingerprint.slice(0, 16)));
@@ -98,10 +99,7 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
     origin = `trained on ${(scan.tokenizerBytes / 1e6).toFixed(1)} MB of the train split`;
   }
   scan.tokenizerTexts.length = 0;
-  if (opts.tokenizer && tok.vocabSize !== opts.vocabSize && opts.vocabSize > 0) {
-    // the given tokenizer decides the vocabulary; a mismatching --vocab-size is a user mistake
-    throw new UserError(`--vocab-size ${opts.vocabSize} does not match the tokenizer ${opts.tokenizer} (vocab ${tok.vocabSize})`);
-  }
+  // A given tokenizer decides the vocabulary (opts.vocabSize is then ignored); the trainer checks it fits the model.
   const dtype = dtypeForVocab(tok.vocabSize);
 
   const valSources = explicitVal ? sources.val : sources.train;
