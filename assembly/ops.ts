@@ -252,18 +252,20 @@ export function scale(x: usize, s: f32, n: i32): void {
   for (; i < n; i++) store<f32>(at(x, i), load<f32>(at(x, i)) * s);
 }
 
-/** sum x^2 in float64: squares are summed in f64x2 lanes. */
+/** sum x^2 in float64: squares are summed in f64x2 lanes (four chains, to hide add latency). */
 export function sumSquares(x: usize, n: i32): f64 {
-  let a0 = f64x2.splat(0), a1 = f64x2.splat(0);
+  let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
   let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const v = v128.load(at(x, i));
-    const lo = f64x2.promote_low_f32x4(v);
-    const hi = f64x2.promote_low_f32x4(i64x2.shuffle(v, v, 1, 0));
-    a0 = f64x2.add(a0, f64x2.mul(lo, lo));
-    a1 = f64x2.add(a1, f64x2.mul(hi, hi));
+  for (; i + 8 <= n; i += 8) {
+    const v = v128.load(at(x, i)), w = v128.load(at(x, i + 4));
+    const v0 = f64x2.promote_low_f32x4(v), v1 = f64x2.promote_low_f32x4(i64x2.shuffle(v, v, 1, 0));
+    const w0 = f64x2.promote_low_f32x4(w), w1 = f64x2.promote_low_f32x4(i64x2.shuffle(w, w, 1, 0));
+    a0 = f64x2.add(a0, f64x2.mul(v0, v0));
+    a1 = f64x2.add(a1, f64x2.mul(v1, v1));
+    a2 = f64x2.add(a2, f64x2.mul(w0, w0));
+    a3 = f64x2.add(a3, f64x2.mul(w1, w1));
   }
-  const s2 = f64x2.add(a0, a1);
+  const s2 = f64x2.add(f64x2.add(a0, a1), f64x2.add(a2, a3));
   let s = f64x2.extract_lane(s2, 0) + f64x2.extract_lane(s2, 1);
   for (; i < n; i++) { const v = <f64>load<f32>(at(x, i)); s += v * v; }
   return s;
