@@ -110,8 +110,8 @@ export class TokenLoader {
     return w * this.seqLen;
   }
 
-  /** Reads tokens [start, start+T] into inputs[off..off+T) and targets[off..off+T). */
-  private readWindow(start: number, inputs: Int32Array, targets: Int32Array, off: number): void {
+  /** Reads tokens [start, start+T] into inputs[off..off+T) and targets[off..off+T) (no allocation). */
+  readWindow(start: number, inputs: Int32Array, targets: Int32Array, off: number): void {
     if (this.fd === null) throw new Error(`TokenLoader for ${this.path} is closed`);
     const T = this.seqLen;
     const bpt = bytesPerToken(this.info.dtype);
@@ -161,7 +161,7 @@ export function fixedValBatches(npyPath: string, o: { seqLen: number; batchSize:
       for (let b = 0; b < o.batchSize; b++) {
         const j = c * o.batchSize + b;
         const start = windows > 1 ? Math.floor((j * lastStart) / (windows - 1)) : 0;
-        loader['readWindow'](start, batch.inputs, batch.targets, b * T);
+        loader.readWindow(start, batch.inputs, batch.targets, b * T);
       }
       out.push(batch);
     }

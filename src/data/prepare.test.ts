@@ -77,6 +77,10 @@ test('hash split: deterministic, disjoint, decodes back to the original document
   assert.equal(other.reused, false);
   assert.deepEqual(decodeDocs(path.join(r.dir, 'val.npy'), 256), val);
   assert.deepEqual(fs.readdirSync(r.dir).sort(), ['meta.json', 'tokenizer.json', 'train.npy', 'val.npy']);
+  // litter from a killed run (a pid that cannot exist) is cleaned up by the next one
+  fs.writeFileSync(path.join(r.dir, '.train.npy.tmp-999999999-abc'), 'x');
+  await prepareDataset({ data: [path.join(dir, 'a.txt')], vocabSize: 302, out: path.join(dir, 'out'), tokenizerApi: api, valFraction: 0.1 });
+  assert.deepEqual(fs.readdirSync(r.dir).sort(), ['meta.json', 'tokenizer.json', 'train.npy', 'val.npy']);
   fs.rmSync(dir, { recursive: true });
 });
 

@@ -67,6 +67,7 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   } catch (e) {
     throw describeWriteError(e, dir);
   }
+  removeStaleTemps(dir);
   // An old meta.json must not vouch for half-replaced token files.
   try { fs.rmSync(path.join(dir, 'meta.json'), { force: true }); } catch (e) { throw describeWriteError(e, path.join(dir, 'meta.json')); }
 
@@ -127,6 +128,23 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   };
   writeFileAtomicSync(path.join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
   return { dir, meta, reused: false };
+}
+
+/**
+ * Temp files left by a prepare that was killed (`.<name>.tmp-<pid>-<time>`, see util/atomic.ts):
+ * removed when their process is gone, so an interrupted run leaves no litter behind for long.
+ */
+function removeStaleTemps(dir: string): void {
+  for (const name of fs.readdirSync(dir)) {
+    const m = /^\..+\.tmp-(\d+)-[0-9a-z]+$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = pid === process.pid;
+    if (!alive) {
+      try { process.kill(pid, 0); alive = true; } catch (e) { alive = (e as NodeJS.ErrnoException).code === 'EPERM'; }
+    }
+    if (!alive) fs.rmSync(path.join(dir, name), { force: true });
+  }
 }
 
 function validateOptions(opts: PrepareOptions): void {
