@@ -83,7 +83,7 @@ export async function downloadFile(o: DownloadOptions): Promise<string> {
     // No route to the server at all (offline, DNS failure): retrying will not help.
     if (stalls >= maxStalls || OFFLINE_CODES.has(lastCode)) {
       const have2 = fs.existsSync(part) ? fs.statSync(part).size : 0;
-      throw new UserError(`download of ${o.url} failed (${lastError || 'no data received'}) after ${have2} bytes`);
+      throw new UserError(`download of ${o.url} failed (${lastError || 'no data received'})${have2 > 0 ? ` after ${have2} bytes (run again to resume)` : ''}`);
     }
     await new Promise((r) => setTimeout(r, delay));
     delay *= 2;
