@@ -2,7 +2,7 @@ import type { Arena } from '../kernels/arena.js';
 import { ropeTables, type FloatArray, type Kernels } from '../kernels/types.js';
 import { UserError } from '../util/errors.js';
 import { planActivations, type Activations } from './activations.js';
-import { AttentionPlan, attentionBackward, attentionForward } from './attention.js';
+import { AttentionPlan, attentionBackward, attentionForward, defaultCausalBlock } from './attention.js';
 import { headDim, validateModelConfig, type ModelConfig } from './config.js';
 import { planLayout, weightViews, type ModelWeights, type ParamTensor, type PlannedTensor } from './layout.js';
 import { lmHeadBackward, lmHeadForward } from './linear.js';
@@ -77,7 +77,7 @@ export class GPT {
     for (let l = 0; l < config.n_layer; l++) {
       const la = a.layers[l]!;
       this.attn.push(new AttentionPlan(
-        { maxB: batchSize, T, C, H: config.n_head },
+        { maxB: batchSize, T, C, H: config.n_head, block: defaultCausalBlock(T, kernels.name) },
         {
           x: a.ln, qkv: la.qkv, att: la.att, atty: la.atty, y: a.y,
           wqkv: this.w.layers[l]!.wqkv, wo: this.w.layers[l]!.wo, cos: this.ropeCos, sin: this.ropeSin,

@@ -69,13 +69,18 @@ test('the model itself allocates nothing per step (JS heap unchanged over 50 ste
   const step = stepper(m, arena);
   // warm-up until the optimizing compiler has run: interpreted code boxes doubles on the heap
   for (let i = 0; i < 500; i++) step();
-  gc();
-  const heap0 = process.memoryUsage().heapUsed;
-  for (let i = 0; i < 50; i++) step();
-  // no gc before this reading: transient garbage (a subarray per call...) counts too.
-  // One 100-byte object per kernel call (~90 calls per step) would be ~450 KB; measured ~2 KB
-  // (the memoryUsage() call itself) once optimized, ~300 KB while still interpreted.
-  const allocated = process.memoryUsage().heapUsed - heap0;
+  // no gc inside a round: transient garbage (a subarray per call...) counts too. One 100-byte
+  // object per kernel call (~90 calls per step) would be ~450 KB per round; measured ~2 KB (the
+  // memoryUsage() call itself) once optimized, ~300 KB while still interpreted. The best of 3
+  // rounds: late background compilation (a loaded machine) may add to one round, a per-step
+  // allocation adds to every round.
+  let allocated = Infinity;
+  for (let round = 0; round < 3; round++) {
+    gc();
+    const heap0 = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 50; i++) step();
+    allocated = Math.min(allocated, process.memoryUsage().heapUsed - heap0);
+  }
   assert.ok(allocated < 8 * 1024, `the model allocated ${allocated} bytes of JS heap during 50 steps`);
 });
 
