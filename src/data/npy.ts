@@ -2,13 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../util/errors.js';
-import { describeWriteError as describeOsWriteError, fsyncDir, tempPathFor } from '../util/atomic.js';
-
-/** describeWriteError, plus EFBIG (file size limit: a full FAT32 card, or ulimit -f). */
-function describeWriteError(e: unknown, target: string): Error {
-  if ((e as NodeJS.ErrnoException)?.code === 'EFBIG') return new UserError(`file too large for the file system or size limit while writing ${target}`);
-  return describeOsWriteError(e, target);
-}
+import { describeWriteError, fsyncDir, tempPathFor } from '../util/atomic.js';
 
 /**
  * NumPy .npy v1.0 files holding one 1-D array of token ids (`<u2` or `<u4`), written

@@ -7,6 +7,7 @@ export function describeWriteError(e: unknown, target: string): Error {
   const code = (e as NodeJS.ErrnoException)?.code;
   switch (code) {
     case 'ENOSPC': return new UserError(`no space left on device while writing ${target}`);
+    case 'EFBIG': return new UserError(`file too large for the file system or size limit while writing ${target}`);
     case 'EDQUOT': return new UserError(`disk quota exceeded while writing ${target}`);
     case 'EACCES':
     case 'EPERM': return new UserError(`permission denied writing ${target}`);
