@@ -6,8 +6,8 @@ import { madd } from './simd';
 
 export const MR: i32 = 6;
 export const NR: i32 = 8;
-export const KC: i32 = 256;
-export const MC: i32 = 120;
+export const KC: i32 = 384;
+export const MC: i32 = 96;
 export const NC: i32 = 2048;
 /** Bytes of scratch one gemm call needs: packed B block, packed A block, one edge tile. */
 export const GEMM_SCRATCH_BYTES: i32 = (KC * NC + MC * KC + MR * NR) * 4;
@@ -208,10 +208,13 @@ export function gemm(
   const pB = scratch;
   const pA = scratch + (<usize>(KC * NC) << 2);
   const tile = pA + (<usize>(MC * KC) << 2);
+  // K in equal blocks of at most KC (no short last block: each block re-reads C)
+  const kb = (K + KC - 1) / KC;
+  const kstep = (K + kb - 1) / kb;
   for (let jc = 0; jc < N; jc += NC) {
     const nc = min(NC, N - jc);
-    for (let pc = 0; pc < K; pc += KC) {
-      const kc = min(KC, K - pc);
+    for (let pc = 0; pc < K; pc += kstep) {
+      const kc = min(kstep, K - pc);
       const b = pc == 0 ? beta : <f32>1.0;
       packB(transB, B, ldb, pc, jc, kc, nc, pB);
       for (let ic = 0; ic < M; ic += MC) {

@@ -123,6 +123,29 @@ for (const build of builds) {
   });
 }
 
+test('gemm blocking edges: K over several K blocks, N over several column blocks, M over several row blocks', async () => {
+  for (const threads of [1, 2]) {
+    await withKernels(builds[0]!, threads, (k) => {
+      const cases: Array<[number, number, number, boolean, boolean]> = [
+        [13, 21, 1001, true, false], // 3 K blocks of 334
+        [7, 2100, 5, false, true], // 2 column blocks (NC = 2048)
+        [250, 9, 770, false, false], // 3 row blocks of A and 3 K blocks
+      ];
+      for (const [M, N, K, tA, tB] of cases) {
+        const lda = tA ? M : K, ldb = tB ? K : N;
+        const A = arena.floats(M * K) as Float32Array, B = arena.floats(K * N) as Float32Array, C = arena.floats(M * N) as Float32Array;
+        fill(A, M); fill(B, N); fill(C, K);
+        const ref = Float64Array.from(C);
+        refGemm(tA, tB, M, N, K, 1, A, lda, B, ldb, -1, ref, N);
+        k.gemm(tA, tB, M, N, K, 1, A, lda, B, ldb, -1, C, N);
+        for (let i = 0; i < M * N; i++) {
+          assert.ok(Math.abs(C[i]! - ref[i]!) < 1e-5 * Math.sqrt(K) * (1 + Math.abs(ref[i]!)), `M=${M} N=${N} K=${K} threads=${threads}: C[${i}] = ${C[i]}, want ${ref[i]}`);
+        }
+      }
+    });
+  }
+});
+
 test('2 threads: gemm split by columns (wide C), shared batches, and per-batch splits match the reference', async () => {
   await withKernels(builds[0]!, 2, (k) => {
     const cases: Array<[number, number, number, number, boolean, boolean]> = [
