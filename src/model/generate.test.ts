@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HeapArena } from '../kernels/arena.js';
 import { createJsKernels } from '../kernels/js/index.js';
+import { createBackend } from '../kernels/index.js';
 import { GPT } from './gpt.js';
 import { Generator, sampleToken } from './generate.js';
 import { mulberry32 } from './rng.js';
@@ -96,4 +97,31 @@ test('sampleToken: greedy, top-k, top-p and the sampled frequencies follow softm
   // same seed, same draws
   const a = mulberry32(4), b = mulberry32(4);
   for (let i = 0; i < 20; i++) assert.equal(sampleToken(logits, { temperature: 1 }, a), sampleToken(logits, { temperature: 1 }, b));
+});
+
+test('KV-cache decoding on the wasm backend matches its own full forward (float32, <= 1e-4 of max |logit|)', async (t) => {
+  let be;
+  try {
+    be = await createBackend({ backend: 'wasm', threads: 2 });
+  } catch (e) {
+    t.skip(`wasm unavailable: ${(e as Error).message}`);
+    return;
+  }
+  try {
+    const cfg = tinyConfig({ seq_len: 24, vocab_size: 40, d_model: 32, n_head: 4, ffn_hidden: 64, init_std: 0.2 });
+    const m = new GPT(cfg, be.kernels, be.arena, 1);
+    m.init(8);
+    const x = be.arena.ints(cfg.seq_len);
+    x.set(randomIds(cfg.seq_len, cfg.vocab_size, 9));
+    m.forward(x, null, 1);
+    const full = Float64Array.from(m.logits());
+    const scale = Math.max(...full.map(Math.abs));
+    const gen = new Generator(m, be.kernels, be.arena);
+    for (let i = 0; i < cfg.seq_len; i++) {
+      const d = maxDiff(full, i * cfg.vocab_size, gen.step(x[i]!), cfg.vocab_size);
+      assert.ok(d <= 1e-4 * scale, `position ${i}: ${d} vs scale ${scale}`);
+    }
+  } finally {
+    await be.dispose();
+  }
 });
