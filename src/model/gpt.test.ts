@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { HeapArena } from '../kernels/arena.js';
 import { createJsKernels } from '../kernels/js/index.js';
 import type { Kernels } from '../kernels/types.js';
+import { isUserError } from '../util/errors.js';
 import { GPT } from './gpt.js';
 import { finiteDifferenceReport, randomIds, randomizeParams, tinyConfig, type TensorGradReport } from './testutil.js';
 import type { ModelConfig } from './config.js';
@@ -156,4 +157,53 @@ test('whole model at seq_len 128 (causal-blocked attention): 4 sampled elements 
   m.forward(inputs, targets, 1);
   m.backward();
   assertGradsOk(finiteDifferenceReport(m, () => m.forward(inputs, targets, 1), 4), 1 + 6 * cfg.n_layer + 2);
+});
+
+test('init: deterministic per seed, normal(0, init_std), residual projections scaled by 1/sqrt(2 n_layer), norms 1', () => {
+  const cfg = tinyConfig({ vocab_size: 256, d_model: 64, n_head: 4, ffn_hidden: 128, n_layer: 2, init_std: 0.02 });
+  const a = f64Model(cfg, 1);
+  const b = f64Model(cfg, 1);
+  a.init(5);
+  b.init(5);
+  assert.deepEqual(a.params, b.params);
+  b.init(6);
+  assert.notDeepEqual(a.params, b.params);
+  const stats = (name: string): { mean: number; std: number } => {
+    const t = a.tensors.find((x) => x.name === name)!;
+    let s = 0, s2 = 0;
+    for (let i = t.offset; i < t.offset + t.size; i++) { s += a.params[i]!; s2 += a.params[i]! ** 2; }
+    const mean = s / t.size;
+    return { mean, std: Math.sqrt(s2 / t.size - mean * mean) };
+  };
+  for (const [name, std] of [['wte', 0.02], ['blocks.1.wqkv', 0.02], ['blocks.0.w_gate_up', 0.02], ['lm_head', 0.02], ['blocks.0.wo', 0.01], ['blocks.1.w_down', 0.01]] as const) {
+    const st = stats(name);
+    assert.ok(Math.abs(st.std / std - 1) < 0.05, `${name}: std ${st.std} vs ${std}`);
+    assert.ok(Math.abs(st.mean) < 0.1 * std, `${name}: mean ${st.mean}`);
+  }
+  for (const name of ['blocks.0.attn_norm', 'blocks.1.mlp_norm', 'final_norm']) {
+    const t = a.tensors.find((x) => x.name === name)!;
+    for (let i = t.offset; i < t.offset + t.size; i++) assert.equal(a.params[i], 1);
+  }
+});
+
+test('API misuse is reported: bad ids and B are UserErrors, backward/logits out of order throw', () => {
+  const cfg = tinyConfig();
+  const m = f64Model(cfg, 2);
+  m.init(1);
+  const T = cfg.seq_len;
+  const x = randomIds(2 * T, cfg.vocab_size, 1);
+  assert.throws(() => m.backward(), /forward\(inputs, targets\) first/);
+  assert.ok(Number.isNaN(m.forward(x, null)));
+  assert.equal(m.logits().length, 2 * T * cfg.vocab_size);
+  assert.equal((m.forward(x, null, 1), m.logits()).length, T * cfg.vocab_size);
+  const loss = m.forward(x, x, 2);
+  assert.ok(Math.abs(loss - Math.log(cfg.vocab_size)) < 0.05, `init loss ${loss} ~ ln V`);
+  assert.throws(() => m.logits(), /only valid right after forward\(inputs, null\)/);
+  m.backward();
+  assert.throws(() => m.backward(), /first/);
+  const bad = Int32Array.from(x);
+  bad[3] = cfg.vocab_size;
+  assert.throws(() => m.forward(bad, null), (e: unknown) => isUserError(e) && /token id 11 at index 3/.test((e as Error).message));
+  assert.throws(() => m.forward(x, null, 3), (e: unknown) => isUserError(e) && /B must be in 1..2/.test((e as Error).message));
+  assert.throws(() => m.forward(x.subarray(0, T), null, 2), (e: unknown) => isUserError(e));
 });
