@@ -252,20 +252,30 @@ export function scale(x: usize, s: f32, n: i32): void {
   for (; i < n; i++) store<f32>(at(x, i), load<f32>(at(x, i)) * s);
 }
 
-/** sum x^2 in float64: squares are summed in f64x2 lanes (four chains, to hide add latency). */
+/**
+ * sum x^2, accumulated in float64: each lane first sums 4 squares of a 32-element block in
+ * float32 (error ~2e-7 relative, like one rounding of the block sum), then the block sums
+ * are added in f64x2 lanes. Twice as fast as promoting every square to f64.
+ */
 export function sumSquares(x: usize, n: i32): f64 {
-  let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
+  let d0 = f64x2.splat(0), d1 = f64x2.splat(0), d2 = f64x2.splat(0), d3 = f64x2.splat(0);
   let i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const v = v128.load(at(x, i)), w = v128.load(at(x, i + 4));
-    const v0 = f64x2.promote_low_f32x4(v), v1 = f64x2.promote_low_f32x4(i64x2.shuffle(v, v, 1, 0));
-    const w0 = f64x2.promote_low_f32x4(w), w1 = f64x2.promote_low_f32x4(i64x2.shuffle(w, w, 1, 0));
-    a0 = f64x2.add(a0, f64x2.mul(v0, v0));
-    a1 = f64x2.add(a1, f64x2.mul(v1, v1));
-    a2 = f64x2.add(a2, f64x2.mul(w0, w0));
-    a3 = f64x2.add(a3, f64x2.mul(w1, w1));
+  for (; i + 32 <= n; i += 32) {
+    const p = at(x, i);
+    let v = v128.load(p), w = v128.load(p, 16);
+    let a = f32x4.mul(v, v), b = f32x4.mul(w, w);
+    v = v128.load(p, 32); w = v128.load(p, 48);
+    a = madd(v, v, a); b = madd(w, w, b);
+    v = v128.load(p, 64); w = v128.load(p, 80);
+    a = madd(v, v, a); b = madd(w, w, b);
+    v = v128.load(p, 96); w = v128.load(p, 112);
+    a = madd(v, v, a); b = madd(w, w, b);
+    d0 = f64x2.add(d0, f64x2.promote_low_f32x4(a));
+    d1 = f64x2.add(d1, f64x2.promote_low_f32x4(i64x2.shuffle(a, a, 1, 0)));
+    d2 = f64x2.add(d2, f64x2.promote_low_f32x4(b));
+    d3 = f64x2.add(d3, f64x2.promote_low_f32x4(i64x2.shuffle(b, b, 1, 0)));
   }
-  const s2 = f64x2.add(f64x2.add(a0, a1), f64x2.add(a2, a3));
+  const s2 = f64x2.add(f64x2.add(d0, d1), f64x2.add(d2, d3));
   let s = f64x2.extract_lane(s2, 0) + f64x2.extract_lane(s2, 1);
   for (; i < n; i++) { const v = <f64>load<f32>(at(x, i)); s += v * v; }
   return s;

@@ -203,7 +203,8 @@ test('threaded kernels agree with the calling thread alone (row splits, dweight 
     assert.ok(Math.abs(a.ss - b.ss) < 1e-9 * a.ss);
     let ss = 0;
     for (let i = 0; i < N * C; i++) ss += inp[i]! * inp[i]!;
-    assert.ok(Math.abs(a.ss - ss) < 1e-12 * ss, 'sumSquares accumulates in float64');
+    // float32 only within 32-element blocks: far better than float32 over 98k terms (~1e-4)
+    assert.ok(Math.abs(a.ss - ss) < 1e-6 * ss, `sumSquares ${a.ss} vs ${ss}`);
     // dtable rows: 0.5 + sum of dout rows with that id
     const v = 3;
     let want = 0.5;
