@@ -106,12 +106,16 @@ for (const build of builds) {
     });
   }
 
-  test(`exp approximation (${build} build): max relative error below 1e-6 on [-87, 88]`, async () => {
+  test(`exp approximation (${build} build): max relative error below 1e-6 on [-60, 88], exact 0 below, no subnormals`, async () => {
     await withKernels(build, 1, (k) => {
+      const low = 1000;
       const n = 200_003;
-      const x = arena.floats(n) as Float32Array, y = arena.floats(n) as Float32Array;
-      for (let i = 0; i < n; i++) x[i] = -87 + (175 * i) / (n - 1);
-      k.expApprox(y, x, n);
+      const x = arena.floats(n + low) as Float32Array, y = arena.floats(n + low) as Float32Array;
+      for (let i = 0; i < n; i++) x[i] = -60 + (148 * i) / (n - 1);
+      for (let i = 0; i < low; i++) x[n + i] = -60.001 - i; // below the flush threshold
+      k.expApprox(y, x, n + low);
+      for (let i = 0; i < low; i++) assert.equal(y[n + i], 0, `exp(${x[n + i]}) must flush to 0`);
+      for (let i = 0; i < n; i++) assert.ok(y[i]! >= 1.1754943508222875e-38, `exp(${x[i]}) = ${y[i]} is subnormal`);
       let worst = 0;
       for (let i = 0; i < n; i++) {
         const want = Math.exp(x[i]!);
@@ -361,4 +365,25 @@ test('pool: a command is run by exactly one side, the worker or the caller that 
   }
   // both outcomes are legal; which one happens depends on the scheduler
   void cancelled;
+});
+
+// Subnormal floats make x86 arithmetic ~100x slower; sharp attention and confident
+// predictions used to produce them (see vexp in assembly/simd.ts), slowing training 10x.
+test('sharp softmax and cross-entropy gradients produce no subnormal numbers', async () => {
+  const MIN_NORMAL = 1.1754943508222875e-38;
+  const isSubnormal = (v: number) => v !== 0 && Math.abs(v) < MIN_NORMAL;
+  await withKernels(builds[0]!, 1, (k) => {
+    const T = 64, nMat = 2;
+    const att = arena.floats(nMat * T * T) as Float32Array;
+    for (let i = 0; i < att.length; i++) att[i] = ((i * 7919) % 400) - 200; // spreads of up to 400
+    k.softmaxCausalForward(att, nMat, T, 1.0);
+    assert.equal(att.filter(isSubnormal).length, 0, 'softmax wrote subnormals');
+    const N = 16, V = 512;
+    const logits = arena.floats(N * V) as Float32Array, losses = arena.floats(N) as Float32Array;
+    const targets = arena.ints(N);
+    for (let i = 0; i < logits.length; i++) logits[i] = ((i * 104729) % 170) - 85;
+    for (let i = 0; i < N; i++) targets[i] = (i * 31) % V;
+    k.crossEntropyForwardBackward(logits, losses, logits, targets, N, V, 1 / 8192);
+    assert.equal(logits.filter(isSubnormal).length, 0, 'cross-entropy gradient has subnormals');
+  });
 });
