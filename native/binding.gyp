@@ -9,7 +9,7 @@
   "targets": [
     {
       "target_name": "pocketlm_blas",
-      "sources": ["src/blas_addon.c"],
+      "sources": ["src/blas_addon.c", "src/pool.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "<@(cblas_cflags)"],
       "libraries": ["<@(cblas_libs)", "-ldl", "-lpthread"],
       "conditions": [

@@ -16,19 +16,18 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "pool.h"
+
 /* OpenBLAS extensions, looked up at run time so any CBLAS links. */
 typedef void (*set_threads_fn)(int);
-typedef int (*get_threads_fn)(void);
 typedef char *(*get_config_fn)(void);
 typedef char *(*get_corename_fn)(void);
 
 static set_threads_fn p_set_threads = NULL;
-static get_threads_fn p_get_threads = NULL;
 static get_config_fn p_get_config = NULL;
 static get_corename_fn p_get_corename = NULL;
 
@@ -208,55 +207,54 @@ static void run_range(const gemm_args *g, int64_t lo, int64_t hi) {
   }
 }
 
+/* How one call is divided between the pool's threads. */
+enum split_kind { SPLIT_BATCH, SPLIT_ROWS, SPLIT_COLS };
+
 typedef struct {
   const gemm_args *g;
-  int64_t lo, hi;
-} batch_part;
+  enum split_kind kind;
+  int64_t item; /* the product being split (rows/cols) */
+} gemm_job;
 
-static void *run_part(void *p) {
-  const batch_part *q = (const batch_part *)p;
-  run_range(q->g, q->lo, q->hi);
-  return NULL;
+/* Below this many multiply-adds (~10 us on one core) a hand-off costs more than it saves. */
+#define SPLIT_MIN_MACS (1 << 20)
+/* Row/column shares are multiples of this (whole register tiles, 64-byte aligned columns). */
+#define SPLIT_ALIGN 16
+
+static void gemm_part(void *ctx, int part, int nparts) {
+  const gemm_job *j = (const gemm_job *)ctx;
+  const gemm_args *g = j->g;
+  if (j->kind == SPLIT_BATCH) {
+    run_range(g, g->batch * part / nparts, g->batch * (part + 1) / nparts);
+    return;
+  }
+  int64_t len = j->kind == SPLIT_ROWS ? g->M : g->N;
+  int64_t chunk = (len + nparts - 1) / nparts;
+  chunk = (chunk + SPLIT_ALIGN - 1) / SPLIT_ALIGN * SPLIT_ALIGN;
+  int64_t lo = chunk * part, hi = lo + chunk;
+  if (hi > len) hi = len;
+  if (lo >= hi) return;
+  const float *A = g->A.data + j->item * g->sa;
+  const float *B = g->B.data + j->item * g->sb;
+  float *C = g->C.data + j->item * g->sc;
+  int64_t M = g->M, N = g->N;
+  if (j->kind == SPLIT_ROWS) {
+    /* rows lo..hi of op(A) and of C */
+    A += g->ta ? lo : lo * g->lda;
+    C += lo * g->ldc;
+    M = hi - lo;
+  } else {
+    /* columns lo..hi of op(B) and of C */
+    B += g->tb ? lo * g->ldb : lo;
+    C += lo;
+    N = hi - lo;
+  }
+  cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+              (int)g->K, (float)g->alpha, A, (int)g->lda, B, (int)g->ldb, (float)g->beta, C, (int)g->ldc);
 }
 
-#define MAX_SPLIT 64
-/* Whether batched calls are split across threads (setBatchSplit; on by default). */
+/* Whether batched calls are split by batch items (setBatchSplit; on by default). */
 static int batch_split = 1;
-
-/*
- * A batch of small products (attention heads: 256x256x32) is faster as whole products per
- * thread than as each product split over OpenBLAS's threads: one join per call instead of a
- * wake-up and a barrier per product. So with n >= 2 OpenBLAS threads and a batch that
- * divides evenly (or is large enough that the remainder hardly matters), OpenBLAS is set to
- * one thread, n - 1 extra threads each take a contiguous share of the batch, and the thread
- * count is restored. Concurrent single-threaded calls are safe in threaded OpenBLAS builds.
- * Returns 0 when it did the work, -1 when the caller should run the batch itself.
- */
-static int run_split(const gemm_args *g) {
-  if (!batch_split || !p_set_threads || !p_get_threads || g->batch < 2) return -1;
-  int64_t n = p_get_threads();
-  if (n > g->batch) n = g->batch;
-  if (n > MAX_SPLIT) n = MAX_SPLIT;
-  if (n < 2 || (g->batch % n != 0 && g->batch < 4 * n)) return -1;
-  int restore = p_get_threads();
-  p_set_threads(1);
-  pthread_t tid[MAX_SPLIT];
-  batch_part part[MAX_SPLIT];
-  int started[MAX_SPLIT] = {0};
-  for (int64_t i = 0; i < n; i++) {
-    part[i].g = g;
-    part[i].lo = g->batch * i / n;
-    part[i].hi = g->batch * (i + 1) / n;
-  }
-  for (int64_t i = 1; i < n; i++) started[i] = pthread_create(&tid[i], NULL, run_part, &part[i]) == 0;
-  run_range(g, part[0].lo, part[0].hi);
-  for (int64_t i = 1; i < n; i++) {
-    if (started[i]) pthread_join(tid[i], NULL);
-    else run_range(g, part[i].lo, part[i].hi); /* no thread: do its share here */
-  }
-  p_set_threads(restore);
-  return 0;
-}
 
 static void run(const gemm_args *g) {
   if (g->M == 0 || g->N == 0 || g->batch == 0) return;
@@ -269,8 +267,26 @@ static void run(const gemm_args *g) {
     }
     return;
   }
-  if (run_split(g) == 0) return;
-  run_range(g, 0, g->batch);
+  int n = pool_size();
+  if (n < 2) {
+    run_range(g, 0, g->batch);
+    return;
+  }
+  /* Whole products per thread when the batch shares out evenly (attention heads). */
+  if (batch_split && g->batch >= 2 && (g->batch % n == 0 || g->batch >= 4 * n)) {
+    gemm_job j = {g, SPLIT_BATCH, 0};
+    pool_run(n, gemm_part, &j);
+    return;
+  }
+  /* Otherwise each product's rows (or columns, when there are more of them) are shared. */
+  for (int64_t b = 0; b < g->batch; b++) {
+    if (g->M * g->N * g->K < SPLIT_MIN_MACS) {
+      run_range(g, b, b + 1);
+      continue;
+    }
+    gemm_job j = {g, g->M >= g->N ? SPLIT_ROWS : SPLIT_COLS, b};
+    pool_run(n, gemm_part, &j);
+  }
 }
 
 static napi_value Sgemm(napi_env env, napi_callback_info info) {
@@ -287,6 +303,11 @@ static napi_value SgemmStridedBatched(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Threads for the following products. With OpenBLAS, OpenBLAS itself is kept at one thread
+ * and the addon's pool splits each call (see pool.c); another CBLAS threads itself (or not),
+ * so the count is ignored there.
+ */
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value a[1];
@@ -294,7 +315,7 @@ static napi_value SetThreads(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
   if (argc != 1 || napi_get_value_int32(env, a[0], &n) != napi_ok) THROW_TYPE(env, "native setThreads: expected one number");
   if (n < 1 || n > 1024) THROW_RANGE(env, "native setThreads: thread count must be between 1 and 1024");
-  if (p_set_threads) p_set_threads(n);
+  if (p_set_threads) pool_set_size(n);
   return NULL;
 }
 
@@ -311,8 +332,13 @@ static napi_value SetBatchSplit(napi_env env, napi_callback_info info) {
 static napi_value GetThreads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out;
-  napi_create_int32(env, p_get_threads ? p_get_threads() : 1, &out);
+  napi_create_int32(env, pool_size(), &out);
   return out;
+}
+
+static void cleanup(void *arg) {
+  (void)arg;
+  pool_shutdown();
 }
 
 /*
@@ -351,9 +377,11 @@ static napi_status export_fn(napi_env env, napi_value exports, const char *name,
 
 static napi_value Init(napi_env env, napi_value exports) {
   p_set_threads = (set_threads_fn)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
-  p_get_threads = (get_threads_fn)dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
   p_get_config = (get_config_fn)dlsym(RTLD_DEFAULT, "openblas_get_config");
   p_get_corename = (get_corename_fn)dlsym(RTLD_DEFAULT, "openblas_get_corename");
+  /* OpenBLAS runs single-threaded inside each share of a split call. */
+  if (p_set_threads) p_set_threads(1);
+  napi_add_env_cleanup_hook(env, cleanup, NULL);
 
   char lib[512];
   describe_library(lib, sizeof lib);
