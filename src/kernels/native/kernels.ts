@@ -24,12 +24,12 @@ function delegate(base: Kernels): Pick<Kernels, Delegated> {
 /**
  * Kernels named 'native': gemm and gemmStridedBatched by the CBLAS addon (float32 views
  * into the shared arena; a Float64Array is rejected with a TypeError by the addon), all
- * else by `base`. OpenBLAS's thread count is process-wide, so each product sets it to
+ * else by `base`. The addon's thread count is process-wide, so each product sets it to
  * `threads` when another kernel set (say a benchmark's 1-thread one) changed it.
  *
- * The products run synchronously on the calling thread, so they never overlap in time
- * with the base's worker pool; OpenBLAS's idle threads are told to sleep soon after a
- * call (OPENBLAS_THREAD_TIMEOUT, set by loadNativeBlas) so they do not steal its cores.
+ * The products run synchronously (the addon's pool joins before returning), so they never
+ * overlap in time with the base's worker pool; the addon's workers sleep 50 us after a
+ * product, so they do not steal its cores either.
  */
 export function createNativeKernels(base: Kernels, addon: NativeBlas, opts: { threads: number }): Kernels {
   const threads = Math.max(1, Math.floor(opts.threads));

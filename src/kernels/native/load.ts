@@ -18,15 +18,17 @@ export interface NativeBlas {
     B: Float32Array, ldb: number, strideB: number,
     beta: number, C: Float32Array, ldc: number, strideC: number, batch: number,
   ): void;
-  /** openblas_set_num_threads; a no-op for a CBLAS without thread control. */
+  /**
+   * Threads each product is split over by the addon's own pool (OpenBLAS itself runs one
+   * thread per share); a no-op for a CBLAS without OpenBLAS's thread control.
+   */
   setThreads(n: number): void;
-  /** openblas_get_num_threads, or 1. */
+  /** The pool's thread count (1 for a CBLAS without thread control). */
   getThreads(): number;
   /**
-   * Whether sgemmStridedBatched gives each of the OpenBLAS thread count's threads a share
-   * of the batch (whole single-threaded products) instead of splitting every product over
-   * OpenBLAS's threads. On by default; only used when the batch divides evenly or is >= 4x
-   * the thread count.
+   * Whether sgemmStridedBatched gives each thread a share of the batch (whole products)
+   * instead of splitting every product's rows. On by default; only used when the batch
+   * divides evenly or is >= 4x the thread count.
    */
   setBatchSplit(on: boolean): void;
   /** e.g. "OpenBLAS 0.3.21 (core Cooperlake, /lib/x86_64-linux-gnu/libopenblas.so.0)". */

@@ -138,6 +138,22 @@ describe('native BLAS addon', { skip }, () => {
     assert.equal(addon.getThreads(), addon.threadControl ? 2 : 1, 'thread count restored after a split call');
   });
 
+  it('shares the rows or columns of large products between threads (all forms, uneven sizes)', () => {
+    addon.setThreads(2);
+    const arena = new WasmArena({ initialBytes: 16 << 20 });
+    const rng = seededRng(77);
+    const one: Kernels['gemmStridedBatched'] = (ta, tb, M, N, K, al, A, lda, _sa, B, ldb, _sb, be, C, ldc) =>
+      addon.sgemm(ta, tb, M, N, K, al, A as Float32Array, lda, B as Float32Array, ldb, be, C as Float32Array, ldc);
+    // >= 2^20 multiply-adds, so the call is split: by columns when N > M, else by rows;
+    // 17 rows leave the second thread a short share, 1031 an unaligned one.
+    for (const [ta, tb] of FORMS) {
+      for (const [M, N, K] of [[63, 1031, 129], [1031, 63, 129], [17, 1031, 97]] as const) {
+        checkProduct(arena, rng, one, ta, tb, M, N, K, 0, 1);
+        checkProduct(arena, rng, one, ta, tb, M, N, K, 0.5, 1);
+      }
+    }
+  });
+
   it('reports the thread count it was given', () => {
     addon.setThreads(2);
     assert.equal(addon.getThreads(), addon.threadControl ? 2 : 1);
