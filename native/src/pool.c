@@ -49,6 +49,12 @@ typedef struct {
 } worker_t;
 
 static worker_t workers[POOL_MAX];
+/*
+ * Held for a whole job (and while resizing or shutting down). The addon is normally called
+ * from one thread; if two threads (two Node environments) call at once, the second runs
+ * its job alone on its own thread instead of racing for the workers.
+ */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static int started = 0; /* workers running (threads beyond the caller) */
 static int size = 1;    /* threads a job uses, caller included */
 
@@ -77,6 +83,7 @@ static void *worker_loop(void *arg) {
 int pool_set_size(int n) {
   if (n < 1) n = 1;
   if (n > POOL_MAX) n = POOL_MAX;
+  pthread_mutex_lock(&pool_lock);
   while (started < n - 1) {
     worker_t *w = &workers[started];
     pthread_mutex_init(&w->mu, NULL);
@@ -88,12 +95,18 @@ int pool_set_size(int n) {
     started++;
   }
   size = n - 1 <= started ? n : started + 1;
-  return size;
+  int got = size;
+  pthread_mutex_unlock(&pool_lock);
+  return got;
 }
 
 int pool_size(void) { return size; }
 
 void pool_run(int nparts, pool_fn fn, void *ctx) {
+  if (pthread_mutex_trylock(&pool_lock) != 0) {
+    for (int i = 0; i < nparts; i++) fn(ctx, i, nparts); /* pool busy: same parts, one thread */
+    return;
+  }
   if (nparts > size) nparts = size;
   for (int i = 1; i < nparts; i++) {
     worker_t *w = &workers[i - 1];
@@ -118,9 +131,11 @@ void pool_run(int nparts, pool_fn fn, void *ctx) {
       else cpu_relax();
     }
   }
+  pthread_mutex_unlock(&pool_lock);
 }
 
 void pool_shutdown(void) {
+  pthread_mutex_lock(&pool_lock);
   for (int i = 0; i < started; i++) {
     worker_t *w = &workers[i];
     pthread_mutex_lock(&w->mu);
@@ -132,4 +147,5 @@ void pool_shutdown(void) {
   }
   started = 0;
   size = 1;
+  pthread_mutex_unlock(&pool_lock);
 }
