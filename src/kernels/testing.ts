@@ -5,19 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import type { FloatArray } from './types.js';
+import { mulberry32 } from '../util/rng.js';
 
 /** A deterministic uniform [0, 1) generator (mulberry32): same seed, same sequence, any machine. */
 export type Rng = () => number;
 
 export function seededRng(seed: number): Rng {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 /** Fills x[0..n) with uniform values in [lo, hi). Returns x. */

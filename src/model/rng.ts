@@ -3,17 +3,7 @@
  * its generator object.
  */
 
-/** mulberry32: a 32-bit state generator, uniform in [0, 1). Fast and good enough for init/sampling. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 } from '../util/rng.js';
 
 /** Standard normal samples by Box-Muller over a uniform source (the spare value is kept). */
 export function normalSampler(uniform: () => number): () => number {
