@@ -28,14 +28,20 @@ function delegate(base: Kernels): Pick<Kernels, Delegated> {
  * `threads` when another kernel set (say a benchmark's 1-thread one) changed it.
  *
  * The products run synchronously (the addon's pool joins before returning), so they never
- * overlap in time with the base's worker pool; the addon's workers sleep 50 us after a
- * product, so they do not steal its cores either.
+ * overlap in time with the base's kernels; the base's idle workers are parked before each
+ * product (they would otherwise spin 0.2 ms on the cores BLAS needs: seed-small step 63 ->
+ * 55 ms), and the addon's workers sleep 50 us after a product.
  */
 export function createNativeKernels(base: Kernels, addon: NativeBlas, opts: { threads: number }): Kernels {
   const threads = Math.max(1, Math.floor(opts.threads));
   const control = addon.threadControl;
   if (control) addon.setThreads(threads);
+  // The base's idle workers spin briefly after each kernel; a product that starts meanwhile
+  // would share its cores with them, so they are parked first (wasm base: parkWorkers).
+  const parkable = (base as { parkWorkers?: unknown }).parkWorkers;
+  const park = typeof parkable === 'function' ? (parkable as () => void).bind(base) : (): void => {};
   const useThreads = (): void => {
+    park();
     if (control && addon.getThreads() !== threads) addon.setThreads(threads);
   };
   return {

@@ -49,6 +49,11 @@ export interface WasmKernels extends Kernels {
   readonly build: WasmBuild;
   /** e^x as the softmax/SiLU/cross-entropy kernels compute it (for accuracy tests). */
   expApprox(out: Float32Array, x: Float32Array, n: number): void;
+  /**
+   * Makes idle worker threads sleep now instead of finishing their short spin: call before
+   * another thread pool (native BLAS) takes the cores. Harmless when there are no workers.
+   */
+  parkWorkers(): void;
 }
 
 /**
@@ -357,6 +362,10 @@ class WasmKernelSet implements WasmKernels {
   expApprox(out: Float32Array, x: Float32Array, n: number): void {
     checkLen(out, n, 'exp out'); checkLen(x, n, 'exp x');
     this.wasm.expArray!(fptr(out, 'out'), fptr(x, 'x'), n);
+  }
+
+  parkWorkers(): void {
+    this.pool?.park();
   }
 
   async dispose(): Promise<void> {

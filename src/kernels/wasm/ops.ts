@@ -16,7 +16,7 @@ export const QUIT_OP = -1;
 /**
  * Layout of one worker's command block in shared memory (bytes). Int32 slots: seq (bumped
  * by the caller for each command), done (the seq the worker finished), op, err, claim
- * (the Int32 slots end before byte 24). Float64 slots:
+ * (see below), park (the Int32 slots end before byte 24). Float64 slots:
  * the return value, then up to MAX_ARGS arguments.
  */
 export const CTRL_BYTES = 256;
@@ -32,6 +32,11 @@ export const ERR = 3;
  * yet (a busy core) never holds the caller up.
  */
 export const CLAIM = 4;
+/**
+ * Set to 1 by the caller to make an idle worker skip the rest of its spin and sleep at once
+ * (another thread pool is about to use the cores); cleared by the next command.
+ */
+export const PARK = 5;
 export const RESULT_F64 = 3;
 export const ARGS_F64 = 4;
 export const MAX_ARGS = 24;

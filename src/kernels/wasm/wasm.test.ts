@@ -367,6 +367,39 @@ test('pool: a command is run by exactly one side, the worker or the caller that 
   void cancelled;
 });
 
+test('pool: a parked worker stops spinning at once and still runs its next command', async () => {
+  const { module } = compileKernels();
+  const ctrl = arena.floats(CTRL_BYTES / 4).byteOffset;
+  // a 10 s spin: unparked, the worker would burn a core for the whole measurement
+  const pool = await WorkerPool.start({ size: 1, module, memory: arena.memory, arenaBase: arena.base, ctrl, spinMs: 10_000 });
+  const x = arena.floats(64) as Float32Array;
+  try {
+    const cpuOver = (ms: number): number => {
+      const c0 = process.cpuUsage();
+      const until = Date.now() + ms;
+      while (Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      const c = process.cpuUsage(c0);
+      return (c.user + c.system) / 1000;
+    };
+    x.fill(1);
+    pool.start(0, WorkerPool.opIndex('scale'), [x.byteOffset, 2, 64]);
+    pool.wait(0);
+    const spinning = cpuOver(150);
+    pool.park();
+    const parked = cpuOver(150);
+    // the caller sleeps in both windows: the CPU time is the worker's
+    assert.ok(spinning > 75, `unparked worker used ${spinning} ms of CPU in 150 ms`);
+    assert.ok(parked < 40, `parked worker used ${parked} ms of CPU in 150 ms`);
+    // the next command wakes it (not cancelled: the worker itself must run it)
+    pool.start(0, WorkerPool.opIndex('scale'), [x.byteOffset, 3, 64]);
+    pool.wait(0);
+    assert.equal(x[0], 6);
+    assert.equal(x[63], 6);
+  } finally {
+    await pool.dispose();
+  }
+});
+
 // Subnormal floats make x86 arithmetic ~100x slower; sharp attention and confident
 // predictions used to produce them (see vexp in assembly/simd.ts), slowing training 10x.
 test('sharp softmax and cross-entropy gradients produce no subnormal numbers', async () => {

@@ -2,7 +2,7 @@
 // on its command block for work (see ops.ts for the layout and pool.ts for the caller).
 import { parentPort, workerData } from 'node:worker_threads';
 import { instantiateKernels, type WasmFn } from './loader.js';
-import { ARGS_F64, CLAIM, CTRL_BYTES, DONE, ERR, OP, POOL_OPS, QUIT_OP, RESULT_F64, SEQ } from './ops.js';
+import { ARGS_F64, CLAIM, CTRL_BYTES, DONE, ERR, OP, PARK, POOL_OPS, QUIT_OP, RESULT_F64, SEQ } from './ops.js';
 
 interface WorkerInit {
   module: WebAssembly.Module;
@@ -21,11 +21,12 @@ function main(init: WorkerInit): void {
   parentPort!.postMessage('ready');
   for (;;) {
     // A short spin catches back-to-back kernels cheaply; then sleep so an idle pool
-    // leaves the cores to whoever needs them (e.g. OpenBLAS in the native backend).
+    // leaves the cores to whoever needs them; the caller parks it (PARK) before handing the
+    // cores to another pool (the native backend's BLAS threads), which ends the spin at once.
     if (Atomics.load(i32, SEQ) === seen) {
       const until = performance.now() + init.spinMs;
       let n = 0;
-      while (Atomics.load(i32, SEQ) === seen && ((++n & 255) !== 0 || performance.now() < until));
+      while (Atomics.load(i32, SEQ) === seen && Atomics.load(i32, PARK) === 0 && ((++n & 255) !== 0 || performance.now() < until));
     }
     if (Atomics.load(i32, SEQ) === seen) Atomics.wait(i32, SEQ, seen);
     const s = Atomics.load(i32, SEQ);
