@@ -13,12 +13,17 @@ import type { ModelConfig } from './config.js';
  *   mid      [N, C]       res + attention branch
  *   rstd2    [N]          1/rms of mid (mlp_norm)
  *   h        [N, 2F]      gate | up pre-activations
- * = 6NC + 2N + BHT^2 + 2NF floats per layer.
+ * = 6NC + 2N + BHT^2 + 2NF floats per layer (+ 2NC + NF when the recomputable ones are kept).
  *
- * Recomputed in backward instead of kept (cheap elementwise passes, into shared scratch):
+ * Recomputable, kept only when they fit `keepBudgetBytes` (all layers together; default
+ * DEFAULT_KEEP_BUDGET_BYTES), else recomputed in backward into shared scratch:
  * - the normed inputs ln1 = attn_norm(res) and ln2 = mlp_norm(mid) [N, C] (one rmsnormForward
- *   each, which rewrites the identical rstd): saves 2NC per layer (6.3 MB/layer by default);
- * - the SwiGLU output s = silu(gate) * up [N, F], from h: saves NF per layer (6.3 MB/layer).
+ *   each, which rewrites the identical rstd): 2NC per layer (6.3 MB/layer by default);
+ * - the SwiGLU output s = silu(gate) * up [N, F], from h: NF per layer (6.3 MB/layer).
+ * Recomputing costs three elementwise passes per layer (~10% of the seed-small step on 2
+ * cores); keeping them costs 75 MB on the default preset, which would break its 400 MB
+ * peak-RSS budget, while seed-small needs 6.3 MB. With recompute, a layer's ln1/ln2 are views
+ * of the one shared `ln` scratch and its s is the shared `s` scratch.
  *
  * Then the final residual, the final norm (lnf [N, C], rstdf [N]), logits [N, V] (overwritten
  * in place by dlogits when targets are given), losses [N], and shared scratch (never per
@@ -34,6 +39,12 @@ import type { ModelConfig } from './config.js';
  */
 export interface LayerActivations {
   res: FloatArray;
+  /** attn_norm(res) [N, C]: kept, or the shared scratch (recompute). */
+  ln1: FloatArray;
+  /** mlp_norm(mid) [N, C]: kept, or the shared scratch (recompute). */
+  ln2: FloatArray;
+  /** SwiGLU output [N, F]: kept, or the shared scratch `s` (recompute). */
+  s: FloatArray;
   rstd1: FloatArray;
   qkv: FloatArray;
   att: FloatArray;
@@ -44,6 +55,8 @@ export interface LayerActivations {
 }
 
 export interface Activations {
+  /** True: backward recomputes each layer's ln1, ln2 and s (they share scratch). */
+  recompute: boolean;
   layers: LayerActivations[];
   /** Output of the last layer = input of the final norm. */
   resFinal: FloatArray;
@@ -51,13 +64,14 @@ export interface Activations {
   rstdf: FloatArray;
   logits: FloatArray;
   losses: FloatArray;
-  /** Normed input of the current sublayer (recomputed in backward). */
-  ln: FloatArray;
   y: FloatArray;
   dres: FloatArray;
   dC: FloatArray;
   dqkv: FloatArray;
-  /** SwiGLU output in forward, recomputed then overwritten by its gradient in backward. */
+  /**
+   * Scratch [N, F]: the SwiGLU gradient in backward; with recompute also every layer's SwiGLU
+   * output (recomputed, then overwritten by its gradient).
+   */
   s: FloatArray;
   datt: FloatArray;
   dh: FloatArray;
@@ -72,28 +86,49 @@ function dims(cfg: ModelConfig, maxB: number): Dims {
   };
 }
 
+/**
+ * Bytes the kept normed inputs and SwiGLU outputs may take (all layers, float32) before
+ * backward recomputes them instead: seed-small (6.3 MB) keeps them, the default preset
+ * (75.5 MB) recomputes.
+ */
+export const DEFAULT_KEEP_BUDGET_BYTES = 32 * 1024 * 1024;
+
+/** Whether the plan keeps ln1, ln2 and s per layer (else backward recomputes them). */
+export function keepsRecomputable(cfg: ModelConfig, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): boolean {
+  const { N, C, F, L } = dims(cfg, maxB);
+  return 4 * L * (2 * N * C + N * F) <= keepBudgetBytes;
+}
+
 /** Floats of one layer's saved activations. */
-export function layerActivationFloats(cfg: ModelConfig, maxB: number): number {
+export function layerActivationFloats(cfg: ModelConfig, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): number {
   const { N, C, H, T, F, B } = dims(cfg, maxB);
-  return 6 * N * C + 2 * N + B * H * T * T + 2 * N * F;
+  const kept = keepsRecomputable(cfg, maxB, keepBudgetBytes) ? 2 * N * C + N * F : 0;
+  return 6 * N * C + 2 * N + B * H * T * T + 2 * N * F + kept;
 }
 
 /** Total floats of the activation plan (layers, head, scratch). */
-export function activationFloats(cfg: ModelConfig, maxB: number): number {
+export function activationFloats(cfg: ModelConfig, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): number {
   const { N, C, H, T, F, V, B, L } = dims(cfg, maxB);
+  const recompute = !keepsRecomputable(cfg, maxB, keepBudgetBytes);
   const head = N * C /* resFinal */ + N * C + N /* lnf, rstdf */ + N * V + N /* logits, losses */;
-  const scratch = 4 * N * C /* ln, y, dres, dC */ + 3 * N * C + N * F + Math.max(B * H * T * T, 2 * N * F);
-  return L * layerActivationFloats(cfg, maxB) + head + scratch;
+  const scratch = (recompute ? N * C : 0) /* ln */ + 3 * N * C /* y, dres, dC */ + 3 * N * C + N * F
+    + Math.max(B * H * T * T, 2 * N * F);
+  return L * layerActivationFloats(cfg, maxB, keepBudgetBytes) + head + scratch;
 }
 
-export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number): Activations {
+export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): Activations {
   const { N, C, H, T, F, V, B, L } = dims(cfg, maxB);
+  const recompute = !keepsRecomputable(cfg, maxB, keepBudgetBytes);
   const f = (n: number): FloatArray => arena.floats(n);
+  // shared scratch for the recomputed normed inputs (only when recomputing) and SwiGLU output/gradient
+  const ln = recompute ? f(N * C) : null;
+  const s = f(N * F);
   const layers: LayerActivations[] = [];
   for (let l = 0; l < L; l++) {
     layers.push({
       res: f(N * C), rstd1: f(N), qkv: f(N * 3 * C), att: f(B * H * T * T),
       atty: f(N * C), mid: f(N * C), rstd2: f(N), h: f(N * 2 * F),
+      ln1: ln ?? f(N * C), ln2: ln ?? f(N * C), s: recompute ? s : f(N * F),
     });
   }
   const resFinal = f(N * C);
@@ -101,15 +136,13 @@ export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number): A
   const rstdf = f(N);
   const logits = f(N * V);
   const losses = f(N);
-  const ln = f(N * C);
   const y = f(N * C);
   const dres = f(N * C);
   const dC = f(N * C);
   const dqkv = f(N * 3 * C);
-  const s = f(N * F);
   const shared = f(Math.max(B * H * T * T, 2 * N * F));
   return {
-    layers, resFinal, lnf, rstdf, logits, losses, ln, y, dres, dC, dqkv, s,
+    recompute, layers, resFinal, lnf, rstdf, logits, losses, y, dres, dC, dqkv, s,
     datt: shared.subarray(0, B * H * T * T), dh: shared.subarray(0, 2 * N * F),
   };
 }

@@ -4,11 +4,11 @@ import { HeapArena } from '../kernels/arena.js';
 import { createJsKernels } from '../kernels/js/index.js';
 import { isUserError } from '../util/errors.js';
 import { GPT } from './gpt.js';
-import { activationFloats, layerActivationFloats } from './activations.js';
+import { activationFloats, keepsRecomputable, layerActivationFloats } from './activations.js';
 import { defaultFfnHidden, validateModelConfig, type ModelConfig } from './config.js';
 import { attentionFlopsPerToken, flopsPerToken } from './flops.js';
 import { countParams, planLayout } from './layout.js';
-import { DEFAULT, SEED_SMALL } from './testutil.js';
+import { DEFAULT, SEED_SMALL, randomIds, randomizeParams, tinyConfig } from './testutil.js';
 
 
 test('parameter counts match the Python original exactly (seed-small 1,311,872; default 3,934,656)', () => {
@@ -79,4 +79,34 @@ test('the GPT allocates exactly params + grads + the planned activations (+ RoPE
   const D = SEED_SMALL.d_model / SEED_SMALL.n_head;
   const floats = 2 * m.numParams + activationFloats(SEED_SMALL, 4) + T * D;
   assert.equal(arena.bytesUsed(), 4 * floats + 4 * 2 * 4 * T);
+});
+
+test('normed inputs and SwiGLU outputs: kept within the budget (seed-small), recomputed beyond it (default)', () => {
+  assert.equal(keepsRecomputable(SEED_SMALL, 4), true);
+  assert.equal(keepsRecomputable(DEFAULT, 8), false);
+  assert.equal(keepsRecomputable(SEED_SMALL, 4, 0), false);
+  // kept: + (2NC + NF) per layer and no shared ln scratch (N = 512, C = 128, F = 512)
+  const N = 512, C = 128, F = 512;
+  assert.equal(layerActivationFloats(SEED_SMALL, 4) - layerActivationFloats(SEED_SMALL, 4, 0), 2 * N * C + N * F);
+  assert.equal(activationFloats(SEED_SMALL, 4) - activationFloats(SEED_SMALL, 4, 0), 4 * (2 * N * C + N * F) - N * C);
+});
+
+test('keeping or recomputing the normed inputs and SwiGLU outputs gives bit-identical loss and gradients', () => {
+  const cfg = tinyConfig();
+  const B = 2;
+  const N = B * cfg.seq_len;
+  const run = (keepBudgetBytes: number): { loss: number; grads: Float64Array } => {
+    const m = new GPT(cfg, createJsKernels(), new HeapArena('f64'), B, { keepBudgetBytes });
+    randomizeParams(m, 5);
+    m.zeroGrad();
+    const loss = m.forward(randomIds(N, cfg.vocab_size, 1), randomIds(N, cfg.vocab_size, 2), B);
+    m.backward(0.5);
+    return { loss, grads: Float64Array.from(m.grads) };
+  };
+  const kept = run(1 << 30);
+  const recomputed = run(0);
+  assert.ok(Number.isFinite(kept.loss));
+  assert.equal(kept.loss, recomputed.loss);
+  assert.deepEqual(kept.grads, recomputed.grads);
+  assert.ok(kept.grads.some((g) => g !== 0));
 });

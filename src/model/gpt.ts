@@ -1,7 +1,7 @@
 import type { Arena } from '../kernels/arena.js';
 import { ropeTables, type FloatArray, type Kernels } from '../kernels/types.js';
 import { UserError } from '../util/errors.js';
-import { planActivations, type Activations } from './activations.js';
+import { DEFAULT_KEEP_BUDGET_BYTES, planActivations, type Activations } from './activations.js';
 import { AttentionPlan, attentionBackward, attentionForward, defaultCausalBlock } from './attention.js';
 import { headDim, validateModelConfig, type ModelConfig } from './config.js';
 import { planLayout, weightViews, type ModelWeights, type ParamTensor, type PlannedTensor } from './layout.js';
@@ -48,7 +48,12 @@ export class GPT {
   /** 'none' before any forward; 'loss' after a forward with targets; 'logits' without. */
   private state: 'none' | 'loss' | 'logits' = 'none';
 
-  constructor(config: ModelConfig, kernels: Kernels, arena: Arena, batchSize: number) {
+  /**
+   * `keepBudgetBytes`: the normed inputs and SwiGLU outputs are kept for backward when all
+   * layers' copies fit in it, else recomputed (see activations.ts; same results either way).
+   */
+  constructor(config: ModelConfig, kernels: Kernels, arena: Arena, batchSize: number,
+    opts: { keepBudgetBytes?: number } = {}) {
     validateModelConfig(config);
     if (!Number.isInteger(batchSize) || batchSize <= 0) throw new UserError(`batch size must be a positive integer (got ${batchSize})`);
     this.config = { ...config };
@@ -70,7 +75,7 @@ export class GPT {
     this.ropeSin = arena.floats((T * D) / 2);
     ropeTables(this.ropeCos, this.ropeSin, T, D, config.rope_theta);
 
-    const a = planActivations(config, arena, batchSize);
+    const a = planActivations(config, arena, batchSize, opts.keepBudgetBytes ?? DEFAULT_KEEP_BUDGET_BYTES);
     this.acts = a;
     this.attn = [];
     this.mlp = [];
@@ -79,7 +84,7 @@ export class GPT {
       this.attn.push(new AttentionPlan(
         { maxB: batchSize, T, C, H: config.n_head, block: defaultCausalBlock(T, kernels.name) },
         {
-          x: a.ln, qkv: la.qkv, att: la.att, atty: la.atty, y: a.y,
+          x: la.ln1, qkv: la.qkv, att: la.att, atty: la.atty, y: a.y,
           wqkv: this.w.layers[l]!.wqkv, wo: this.w.layers[l]!.wo, cos: this.ropeCos, sin: this.ropeSin,
           dy: a.dres, dx: a.dC, dwqkv: this.g.layers[l]!.wqkv, dwo: this.g.layers[l]!.wo,
           datty: a.dC, dqkv: a.dqkv, datt: a.datt,
@@ -88,9 +93,10 @@ export class GPT {
       this.mlp.push({
         dims: { maxB: batchSize, T, C, F: config.ffn_hidden },
         buf: {
-          x: a.ln, h: la.h, s: a.s, y: a.y, wGateUp: this.w.layers[l]!.wGateUp, wDown: this.w.layers[l]!.wDown,
+          x: la.ln2, h: la.h, s: la.s, y: a.y, wGateUp: this.w.layers[l]!.wGateUp, wDown: this.w.layers[l]!.wDown,
           dy: a.dres, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: a.dh, ds: a.s,
         },
+        recompute: a.recompute,
       });
     }
     this.inputIds = arena.ints(batchSize * T);
@@ -156,10 +162,10 @@ export class GPT {
       const la = a.layers[l]!;
       const lw = this.w.layers[l]!;
       const next = l + 1 < cfg.n_layer ? a.layers[l + 1]!.res : a.resFinal;
-      k.rmsnormForward(a.ln, la.rstd1, la.res, lw.attnNorm, N, C, eps);
+      k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
       attentionForward(k, this.attn[l]!, B);
       k.add(la.mid, la.res, a.y, N * C);
-      k.rmsnormForward(a.ln, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
+      k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
       mlpForward(k, this.mlp[l]!, B);
       k.add(next, la.mid, a.y, N * C);
     }
@@ -203,11 +209,11 @@ export class GPT {
       const lg = this.g.layers[l]!;
       // dres = dL/d(layer output); the residual path carries it through unchanged and each
       // sublayer's norm backward adds its branch's contribution (the kernel accumulates)
-      // the normed inputs are not kept: recompute them (identical values, rstd rewritten as is)
-      k.rmsnormForward(a.ln, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
+      // normed inputs not kept: recompute them (identical values, rstd rewritten as is)
+      if (a.recompute) k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
       mlpBackward(k, this.mlp[l]!, B);
       k.rmsnormBackward(a.dres, lg.mlpNorm, a.dC, la.mid, lw.mlpNorm, la.rstd2, N, C);
-      k.rmsnormForward(a.ln, la.rstd1, la.res, lw.attnNorm, N, C, eps);
+      if (a.recompute) k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
       attentionBackward(k, this.attn[l]!, B);
       k.rmsnormBackward(a.dres, lg.attnNorm, a.dC, la.res, lw.attnNorm, la.rstd1, N, C);
     }

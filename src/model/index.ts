@@ -1,7 +1,7 @@
 // The model folder's public API (see docs/DESIGN.md, "model").
 export { type ModelConfig, defaultFfnHidden, validateModelConfig, headDim } from './config.js';
 export { type ParamTensor, planLayout, countParams } from './layout.js';
-export { activationFloats, layerActivationFloats } from './activations.js';
+export { activationFloats, layerActivationFloats, keepsRecomputable, DEFAULT_KEEP_BUDGET_BYTES } from './activations.js';
 export { GPT } from './gpt.js';
 export { Generator, sampleToken, type SamplingOptions } from './generate.js';
 export { flopsPerToken, attentionFlopsPerToken } from './flops.js';

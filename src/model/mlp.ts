@@ -18,8 +18,9 @@ export interface MlpBuffers {
   /** [N, 2F], kept for backward. */
   h: FloatArray;
   /**
-   * SwiGLU output [N, F]: scratch, NOT kept for backward (backward recomputes it from h, which
-   * costs one cheap elementwise pass and saves N*F floats per layer). May alias `ds`.
+   * SwiGLU output [N, F]: kept for backward, or (plan.recompute) scratch that backward
+   * recomputes from h, saving N*F floats per layer for one elementwise pass. Only when
+   * recomputing may it alias `ds`.
    */
   s: FloatArray;
   /** Output [N, C] (written). */
@@ -41,6 +42,8 @@ export interface MlpBuffers {
 export interface MlpPlan {
   dims: MlpDims;
   buf: MlpBuffers;
+  /** Backward recomputes `s` from `h` (it was not kept). */
+  recompute: boolean;
 }
 
 export function mlpForward(k: Kernels, p: MlpPlan, B: number): void {
@@ -57,7 +60,7 @@ export function mlpBackward(k: Kernels, p: MlpPlan, B: number, alpha = 1): void 
   const { T, C, F } = p.dims;
   const b = p.buf;
   const N = B * T;
-  k.swigluForward(b.s, b.h, N, F); // recompute the down projection's input
+  if (p.recompute) k.swigluForward(b.s, b.h, N, F); // the down projection's input
   // ds may alias s: linearBackward reads s for dW before it writes ds
   linearBackward(k, b.ds, b.dwDown, b.dy, b.s, b.wDown, N, F, C, alpha);
   k.swigluBackward(b.dh, b.ds, b.h, N, F);

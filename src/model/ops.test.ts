@@ -76,31 +76,36 @@ for (const block of [5, 2, 3, 1]) {
   });
 }
 
-test('MLP op pair (fused gate|up, SwiGLU, down-proj; s recomputed in backward) matches finite differences', () => {
-  const rng = seededRng(2);
-  const B = 2, T = 3, C = 6, F = 10, N = B * T;
-  const s = f64(N * F);
-  const x = fillNormal(f64(N * C), rng);
-  const wGateUp = fillNormal(f64(C * 2 * F), rng, 0.7);
-  const wDown = fillNormal(f64(F * C), rng, 0.7);
-  const p: MlpPlan = {
-    dims: { maxB: B, T, C, F },
-    buf: {
-      x, h: f64(N * 2 * F), s, y: f64(N * C), wGateUp, wDown,
-      dy: fillNormal(f64(N * C), rng), dx: f64(N * C), dwGateUp: f64(C * 2 * F), dwDown: f64(F * C),
-      dh: f64(N * 2 * F), ds: s,
-    },
-  };
-  const R = Float64Array.from(p.buf.dy);
-  const f = (): number => { mlpForward(k, p, B); return dot(R, p.buf.y); };
-  f();
-  s.fill(NaN); // backward must not rely on s surviving the forward
-  mlpBackward(k, p, B, 1);
-  const dx = Float64Array.from(p.buf.dx);
-  assertGrad('mlp dx', dx, numericGradient(x, f));
-  assertGrad('mlp dwGateUp', p.buf.dwGateUp, numericGradient(wGateUp, f));
-  assertGrad('mlp dwDown', p.buf.dwDown, numericGradient(wDown, f));
-});
+for (const recompute of [true, false]) {
+  test(`MLP op pair (fused gate|up, SwiGLU, down-proj; s ${recompute ? 'recomputed in backward' : 'kept'}) matches finite differences`, () => {
+    const rng = seededRng(2);
+    const B = 2, T = 3, C = 6, F = 10, N = B * T;
+    const s = f64(N * F);
+    const x = fillNormal(f64(N * C), rng);
+    const wGateUp = fillNormal(f64(C * 2 * F), rng, 0.7);
+    const wDown = fillNormal(f64(F * C), rng, 0.7);
+    const p: MlpPlan = {
+      dims: { maxB: B, T, C, F },
+      buf: {
+        x, h: f64(N * 2 * F), s, y: f64(N * C), wGateUp, wDown,
+        dy: fillNormal(f64(N * C), rng), dx: f64(N * C), dwGateUp: f64(C * 2 * F), dwDown: f64(F * C),
+        // recomputing, s is scratch shared with its gradient; kept, it has its own buffer
+        dh: f64(N * 2 * F), ds: recompute ? s : f64(N * F),
+      },
+      recompute,
+    };
+    const R = Float64Array.from(p.buf.dy);
+    const f = (): number => { mlpForward(k, p, B); return dot(R, p.buf.y); };
+    f();
+    if (recompute) s.fill(NaN); // backward must not rely on s surviving the forward
+    else p.buf.ds.fill(NaN); // nor on the gradient scratch holding anything
+    mlpBackward(k, p, B, 1);
+    const dx = Float64Array.from(p.buf.dx);
+    assertGrad('mlp dx', dx, numericGradient(x, f));
+    assertGrad('mlp dwGateUp', p.buf.dwGateUp, numericGradient(wGateUp, f));
+    assertGrad('mlp dwDown', p.buf.dwDown, numericGradient(wDown, f));
+  });
+}
 
 test('RMSNorm + residual (out = x + norm(x) W, the model\'s plumbing: dres accumulated by the norm backward)', () => {
   const rng = seededRng(3);
