@@ -30,7 +30,7 @@ function delegate(base: Kernels): Pick<Kernels, Delegated> {
  * The products run synchronously (the addon's pool joins before returning), so they never
  * overlap in time with the base's kernels; the base's idle workers are parked before each
  * product (they would otherwise spin 0.2 ms on the cores BLAS needs: seed-small step 63 ->
- * 55 ms), and the addon's workers sleep 50 us after a product.
+ * 55 ms). The addon's workers spin 200 us after a product, then sleep (see native/README.md).
  */
 export function createNativeKernels(base: Kernels, addon: NativeBlas, opts: { threads: number }): Kernels {
   const threads = Math.max(1, Math.floor(opts.threads));
