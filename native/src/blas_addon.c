@@ -333,6 +333,14 @@ static napi_value SetBatchSplit(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The pool's idle workers sleep now instead of spinning: a long non-BLAS kernel comes next. */
+static napi_value Park(napi_env env, napi_callback_info info) {
+  (void)env;
+  (void)info;
+  pool_park();
+  return NULL;
+}
+
 static napi_value GetThreads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value out;
@@ -394,7 +402,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       export_fn(env, exports, "sgemmStridedBatched", SgemmStridedBatched) != napi_ok ||
       export_fn(env, exports, "setThreads", SetThreads) != napi_ok ||
       export_fn(env, exports, "getThreads", GetThreads) != napi_ok ||
-      export_fn(env, exports, "setBatchSplit", SetBatchSplit) != napi_ok)
+      export_fn(env, exports, "setBatchSplit", SetBatchSplit) != napi_ok ||
+      export_fn(env, exports, "park", Park) != napi_ok)
     return NULL;
   napi_create_string_utf8(env, lib, NAPI_AUTO_LENGTH, &s);
   napi_set_named_property(env, exports, "library", s);

@@ -48,6 +48,7 @@ typedef struct {
   atomic_int seq;  /* bumped by the caller for each job */
   atomic_int done; /* set to seq by the worker when the job is finished */
   atomic_int quit;
+  atomic_int park; /* set by pool_park: stop spinning and sleep now; cleared by the next job */
   pool_fn fn;
   void *ctx;
   int part, nparts;
@@ -70,7 +71,7 @@ static void *worker_loop(void *arg) {
     uint64_t t0 = now_ns();
     unsigned spins = 0;
     while (atomic_load_explicit(&w->seq, memory_order_acquire) == seen) {
-      if ((++spins & 63) == 0 && now_ns() - t0 > SPIN_NS) {
+      if (atomic_load_explicit(&w->park, memory_order_relaxed) || ((++spins & 63) == 0 && now_ns() - t0 > SPIN_NS)) {
         pthread_mutex_lock(&w->mu);
         while (atomic_load(&w->seq) == seen && !atomic_load(&w->quit)) pthread_cond_wait(&w->cv, &w->mu);
         pthread_mutex_unlock(&w->mu);
@@ -96,6 +97,7 @@ int pool_set_size(int n) {
     atomic_store(&w->seq, 0);
     atomic_store(&w->done, 0);
     atomic_store(&w->quit, 0);
+    atomic_store(&w->park, 0);
     if (pthread_create(&w->tid, NULL, worker_loop, w) != 0) break; /* fewer threads, still correct */
     started++;
   }
@@ -119,6 +121,7 @@ void pool_run(int nparts, pool_fn fn, void *ctx) {
     w->ctx = ctx;
     w->part = i;
     w->nparts = nparts;
+    atomic_store_explicit(&w->park, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->seq, 1, memory_order_release);
     /* The worker re-checks seq under the mutex before sleeping, so this wake-up is never lost. */
     pthread_mutex_lock(&w->mu);
@@ -137,6 +140,11 @@ void pool_run(int nparts, pool_fn fn, void *ctx) {
     }
   }
   pthread_mutex_unlock(&pool_lock);
+}
+
+void pool_park(void) {
+  /* No lock: a flag store per worker; a worker that misses it just finishes its spin. */
+  for (int i = 0; i < started; i++) atomic_store_explicit(&workers[i].park, 1, memory_order_relaxed);
 }
 
 void pool_shutdown(void) {

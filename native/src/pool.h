@@ -10,6 +10,8 @@ int pool_set_size(int n);
 int pool_size(void);
 /* Runs fn(ctx, i, nparts) for i < nparts (nparts <= pool_size()): part 0 on the caller. */
 void pool_run(int nparts, pool_fn fn, void *ctx);
+/* Idle workers stop spinning and sleep now (until the next job): another pool needs the cores. */
+void pool_park(void);
 /* Stops and joins the workers (at environment teardown). */
 void pool_shutdown(void);
 

@@ -15,9 +15,26 @@ type Missing = Exclude<keyof Kernels, Delegated | Own>;
 const allDelegated: [Missing] extends [never] ? true : Missing = true;
 void allDelegated;
 
-function delegate(base: Kernels): Pick<Kernels, Delegated> {
+/**
+ * Base kernels long enough (on model shapes) to use both cores for a while: the addon's
+ * spinning workers are parked before them. Short ones (norms, rope, add) run while the
+ * workers spin, so the next product finds them awake.
+ */
+const HEAVY: ReadonlySet<Delegated> = new Set<Delegated>([
+  'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward',
+  'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate', 'scheduleFreeAdamwUpdate',
+]);
+
+/** The base's kernels; the heavy ones call `before()` first. */
+function delegate(base: Kernels, before: () => void): Pick<Kernels, Delegated> {
   const out: Partial<Record<Delegated, unknown>> = {};
-  for (const name of DELEGATED) out[name] = (base[name] as (...a: unknown[]) => unknown).bind(base);
+  for (const name of DELEGATED) {
+    const fn = (base[name] as (...a: unknown[]) => unknown).bind(base);
+    out[name] = HEAVY.has(name) ? (...a: unknown[]): unknown => {
+      before();
+      return fn(...a);
+    } : fn;
+  }
   return out as Pick<Kernels, Delegated>;
 }
 
@@ -40,12 +57,13 @@ export function createNativeKernels(base: Kernels, addon: NativeBlas, opts: { th
   // would share its cores with them, so they are parked first (wasm base: parkWorkers).
   const parkable = (base as { parkWorkers?: unknown }).parkWorkers;
   const park = typeof parkable === 'function' ? (parkable as () => void).bind(base) : (): void => {};
+  const parkBlas = addon.park ? addon.park.bind(addon) : (): void => {};
   const useThreads = (): void => {
     park();
     if (control && addon.getThreads() !== threads) addon.setThreads(threads);
   };
   return {
-    ...delegate(base),
+    ...delegate(base, parkBlas),
     name: 'native',
     threads,
     gemm(transA, transB, M, N, K, alpha, A: FloatArray, lda, B: FloatArray, ldb, beta, C: FloatArray, ldc): void {

@@ -31,6 +31,11 @@ export interface NativeBlas {
    * divides evenly or is >= 4x the thread count.
    */
   setBatchSplit(on: boolean): void;
+  /**
+   * The pool's idle workers stop their spin and sleep now (woken by the next product): call
+   * before a long kernel of another pool (the wasm workers). Missing in addons built before it.
+   */
+  park?(): void;
   /** e.g. "OpenBLAS 0.3.21 (core Cooperlake, /lib/x86_64-linux-gnu/libopenblas.so.0)". */
   readonly library: string;
   /** Whether setThreads does anything (OpenBLAS), or the library picks its own threads. */

@@ -154,6 +154,19 @@ describe('native BLAS addon', { skip }, () => {
     }
   });
 
+  it('park() puts idle workers to sleep and the next split product wakes them', { skip: typeof addon.park !== 'function' }, () => {
+    addon.setThreads(2);
+    const arena = new WasmArena({ initialBytes: 16 << 20 });
+    const rng = seededRng(78);
+    const one: Kernels['gemmStridedBatched'] = (ta, tb, M, N, K, al, A, lda, _sa, B, ldb, _sb, be, C, ldc) =>
+      addon.sgemm(ta, tb, M, N, K, al, A as Float32Array, lda, B as Float32Array, ldb, be, C as Float32Array, ldc);
+    for (let i = 0; i < 20; i++) {
+      addon.park!(); // right after a product (the workers are spinning) and right after park (asleep)
+      if (i % 2 === 0) addon.park!();
+      checkProduct(arena, rng, one, false, false, 130, 300, 129, 0, 1);
+    }
+  });
+
   it('reports the thread count it was given', () => {
     addon.setThreads(2);
     assert.equal(addon.getThreads(), addon.threadControl ? 2 : 1);
