@@ -38,21 +38,7 @@ export function timeGemm(k: Kernels, arena: Arena, s: GemmShape, minMs = 30): nu
     for (let i = 0; i < A.length; i++) A[i] = ((i * 7919) % 1000) / 1000 - 0.5;
     for (let i = 0; i < B.length; i++) B[i] = ((i * 104729) % 1000) / 1000 - 0.5;
     const run = (): void => k.gemm(tA, tB, s.M, s.N, s.K, 1, A, tA ? s.M : s.K, B, tB ? s.K : s.N, 0, C, s.N);
-    run();
-    let reps = 1;
-    for (;;) {
-      const t0 = performance.now();
-      for (let r = 0; r < reps; r++) run();
-      if (performance.now() - t0 >= minMs / 3) break;
-      reps *= 2;
-    }
-    let best = Infinity;
-    for (let trial = 0; trial < 3; trial++) {
-      const t0 = performance.now();
-      for (let r = 0; r < reps; r++) run();
-      best = Math.min(best, (performance.now() - t0) / reps);
-    }
-    return (2 * s.M * s.N * s.K) / (best * 1e6);
+    return (2 * s.M * s.N * s.K) / (timeCall(run, minMs) * 1e6);
   } finally {
     arena.release(mark);
   }
