@@ -166,6 +166,22 @@ export interface Kernels {
   dispose(): Promise<void> | void;
 }
 
+/**
+ * Every kernel except the matrix products, by name: the ones a wrapper backend (native BLAS,
+ * the bench profiler) passes through to the kernels it wraps.
+ */
+export const NON_GEMM_KERNELS = [
+  'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward', 'ropeForward', 'ropeBackward',
+  'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale',
+  'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate',
+  'scheduleFreeAdamwUpdate',
+] as const;
+export type NonGemmKernel = (typeof NON_GEMM_KERNELS)[number];
+// A kernel added to the interface but missing from NON_GEMM_KERNELS is a compile error here.
+type Unlisted = Exclude<keyof Kernels, NonGemmKernel | 'name' | 'threads' | 'gemm' | 'gemmStridedBatched' | 'dispose'>;
+const allListed: [Unlisted] extends [never] ? true : Unlisted = true;
+void allListed;
+
 /** Precomputes RoPE tables cos/sin [T, D/2] with inv_freq_i = theta^(-2i/D). */
 export function ropeTables(cos: FloatArray, sin: FloatArray, T: number, D: number, theta: number): void {
   const half = D / 2;

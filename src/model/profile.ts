@@ -1,4 +1,4 @@
-import type { Kernels } from '../kernels/types.js';
+import { NON_GEMM_KERNELS, type Kernels } from '../kernels/types.js';
 
 /** Time spent per kernel category; gemm split by form (nn / tn / nt) and batched or not. */
 export interface ProfileEntry {
@@ -16,12 +16,7 @@ export interface ProfiledKernels {
   report(): ProfileEntry[];
 }
 
-const METHODS = [
-  'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward', 'ropeForward', 'ropeBackward',
-  'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale',
-  'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate',
-  'scheduleFreeAdamwUpdate',
-] as const;
+const METHODS = NON_GEMM_KERNELS;
 
 /**
  * Wraps a backend so every kernel call is timed (wall clock around the synchronous call; the

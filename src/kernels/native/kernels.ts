@@ -1,19 +1,9 @@
-import type { FloatArray, Kernels } from '../types.js';
+import { NON_GEMM_KERNELS, type FloatArray, type Kernels, type NonGemmKernel } from '../types.js';
 import type { NativeBlas } from './load.js';
 
 /** Every kernel except the matrix products goes to the base (wasm) backend unchanged. */
-const DELEGATED = [
-  'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward', 'ropeForward', 'ropeBackward',
-  'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale',
-  'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate',
-  'scheduleFreeAdamwUpdate',
-] as const;
-type Delegated = (typeof DELEGATED)[number];
-type Own = 'name' | 'threads' | 'gemm' | 'gemmStridedBatched' | 'dispose';
-// A kernel added to the interface but missing from DELEGATED is a compile error here.
-type Missing = Exclude<keyof Kernels, Delegated | Own>;
-const allDelegated: [Missing] extends [never] ? true : Missing = true;
-void allDelegated;
+const DELEGATED = NON_GEMM_KERNELS;
+type Delegated = NonGemmKernel;
 
 /**
  * Base kernels long enough (on model shapes) to use both cores for a while: the addon's
