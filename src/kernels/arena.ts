@@ -23,6 +23,8 @@ export interface Arena {
 }
 
 const PAGE = 65536;
+/** The wasm32 address space: 65536 pages of 64 KiB = 4 GiB, the most the arena can hold. */
+export const WASM32_MAX_BYTES = 65536 * PAGE;
 /** Cache-line (and AVX-512 vector) alignment for every allocation. */
 const ALIGN = 64;
 
@@ -46,11 +48,21 @@ export class WasmArena implements Arena {
   }
 
   private reserve(bytes: number): number {
-    const start = (this.top + ALIGN - 1) & ~(ALIGN - 1);
+    // Plain arithmetic, not `& ~(ALIGN - 1)`: bit operations work on signed 32-bit integers,
+    // so every offset from 2 GiB to 4 GiB would come out negative.
+    const start = Math.ceil(this.top / ALIGN) * ALIGN;
     const end = start + bytes;
-    if (end > 0xffff_ffff) throw new RangeError(`arena: out of wasm32 address space (asked for ${bytes} bytes at ${start})`);
+    if (end > WASM32_MAX_BYTES) {
+      throw new RangeError(`arena: out of wasm32 address space (asked for ${bytes} bytes at ${start}; the memory ends at ${WASM32_MAX_BYTES})`);
+    }
     const have = this.memory.buffer.byteLength;
-    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    if (end > have) {
+      try {
+        this.memory.grow(Math.ceil((end - have) / PAGE));
+      } catch (e) {
+        throw new RangeError(`arena: could not grow the memory from ${have} to ${end} bytes: ${(e as Error).message}`);
+      }
+    }
     this.top = end;
     return start;
   }
