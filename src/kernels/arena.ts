@@ -26,7 +26,9 @@ const PAGE = 65536;
 /** The wasm32 address space: 65536 pages of 64 KiB = 4 GiB, the most the arena can hold. */
 export const WASM32_MAX_BYTES = 65536 * PAGE;
 /** Cache-line (and AVX-512 vector) alignment for every allocation. */
-const ALIGN = 64;
+export const ARENA_ALIGN = 64;
+/** Bytes below the arena kept for the wasm modules' static data and shadow stack. */
+export const DEFAULT_ARENA_BASE = 1 << 20;
 
 export class WasmArena implements Arena {
   readonly dtype = 'f32' as const;
@@ -41,16 +43,16 @@ export class WasmArena implements Arena {
    * @param initialBytes initial memory size; it grows on demand up to 4 GiB.
    */
   constructor(opts: { base?: number; initialBytes?: number; memory?: WebAssembly.Memory } = {}) {
-    this.base = opts.base ?? 1 << 20;
+    this.base = opts.base ?? DEFAULT_ARENA_BASE;
     const initialPages = Math.ceil(Math.max(opts.initialBytes ?? 16 << 20, this.base + PAGE) / PAGE);
     this.memory = opts.memory ?? new WebAssembly.Memory({ initial: initialPages, maximum: 65536, shared: true });
     this.top = this.base;
   }
 
   private reserve(bytes: number): number {
-    // Plain arithmetic, not `& ~(ALIGN - 1)`: bit operations work on signed 32-bit integers,
+    // Plain arithmetic, not `& ~(ARENA_ALIGN - 1)`: bit operations work on signed 32-bit integers,
     // so every offset from 2 GiB to 4 GiB would come out negative.
-    const start = Math.ceil(this.top / ALIGN) * ALIGN;
+    const start = Math.ceil(this.top / ARENA_ALIGN) * ARENA_ALIGN;
     const end = start + bytes;
     if (end > WASM32_MAX_BYTES) {
       throw new RangeError(`arena: out of wasm32 address space (asked for ${bytes} bytes at ${start}; the memory ends at ${WASM32_MAX_BYTES})`);

@@ -10,6 +10,7 @@ import { loadConfig } from './config.js';
 import { train } from './trainer.js';
 import { readLog } from './log.js';
 import { evaluateRun, generateText, openRun } from './inference.js';
+import { inferenceMemoryPlan } from './memory.js';
 
 // `sample` and `eval` work from the run folder alone; checked on a tiny run trained here.
 
@@ -113,4 +114,31 @@ test('openRun refuses a folder without a checkpoint', async () => {
   fs.copyFileSync(path.join(runDir, 'config.toml'), path.join(empty, 'config.toml'));
   fs.copyFileSync(path.join(runDir, 'tokenizer.json'), path.join(empty, 'tokenizer.json'));
   await assert.rejects(openRun(empty, { backend: 'wasm', threads: 1 }), (e: unknown) => e instanceof UserError && /no checkpoint yet/.test(e.message));
+});
+
+test('the memory plan of sample and eval matches the arena they use, and an oversized run is refused before allocating', async () => {
+  for (const batchSize of [1, undefined]) {
+    const run = await openRun(runDir, { backend: 'wasm', threads: 1, batchSize });
+    try {
+      // sample builds its KV-cache decoder on top: the plan counts it either way
+      [...generateText(run, { prompt: 'A', maxTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 1, stopAtEnd: false })];
+      const used = run.backend.arena.bytesUsed();
+      const plan = inferenceMemoryPlan(run.config, { batchSize: run.model.batchSize, backend: 'wasm', threads: 1 });
+      assert.ok(plan.bytes >= used && plan.bytes <= used * 1.01, `batch ${run.model.batchSize}: plan ${plan.bytes}, used ${used}`);
+    } finally {
+      await run.close();
+    }
+  }
+  const big = path.join(work, 'big');
+  fs.mkdirSync(big);
+  fs.writeFileSync(path.join(big, 'config.toml'), fs.readFileSync(path.join(runDir, 'config.toml'), 'utf8').replace(/seq_len = \d+/, 'seq_len = 1000000'));
+  fs.copyFileSync(path.join(runDir, 'tokenizer.json'), path.join(big, 'tokenizer.json'));
+  await assert.rejects(openRun(big, { backend: 'wasm', threads: 1, batchSize: 1 }),
+    (e: unknown) => e instanceof UserError && e.message.startsWith(`the run in ${big} needs `) && /but the wasm32 arena holds at most 4\.0 GiB/.test(e.message));
+  // sample runs one row (nothing to lower but the model); eval runs train.batch_size rows
+  for (const [cmd, end] of [['sample', 'GiB'], ['eval', "GiB; lower train\\.batch_size in the run's config\\.toml"]] as const) {
+    const r = spawnSync(process.execPath, [BIN, cmd, '--run', big], { encoding: 'utf8' });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`^pocketlm: the run in .* needs [\\d.]+ TiB of memory \\(activations .* but the wasm32 arena holds at most 4\\.0 ${end}\n$`));
+  }
 });

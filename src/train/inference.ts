@@ -11,6 +11,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { UserError } from '../util/errors.js';
 import { loadConfig, type RunConfig } from './config.js';
 import { loadCheckpoint, type CheckpointManifest } from './checkpoint.js';
+import { checkMemoryPlan, inferenceMemoryPlan } from './memory.js';
 import { meanLoss, sampleTokens, type SampleSettings } from './evaluate.js';
 import { runPaths } from './run.js';
 import { SeededRng } from './rng.js';
@@ -40,9 +41,10 @@ export async function openRun(runDir: string, opts: { backend?: BackendChoice; t
   const config = loadConfig({ file: paths.config });
   if (!fs.existsSync(paths.tokenizer)) throw new UserError(`${runDir} has no tokenizer.json`);
   const tokenizer = await loadTokenizer(paths.tokenizer);
+  const batchSize = opts.batchSize ?? config.train.batch_size;
+  checkMemoryPlan(inferenceMemoryPlan(config, { batchSize, backend: opts.backend, threads: opts.threads }), { subject: `the run in ${runDir}` });
   const backend = await createBackend({ backend: opts.backend ?? 'auto', threads: opts.threads });
   try {
-    const batchSize = opts.batchSize ?? config.train.batch_size;
     const model = new GPT(config.model, backend.kernels, backend.arena, batchSize);
     const manifest = loadCheckpoint(runDir, config.model as unknown as Record<string, number | boolean | string>, { tensors: model.tensors, weights: model.params });
     if (!manifest) throw new UserError(`${runDir} has no checkpoint yet (train it first)`);

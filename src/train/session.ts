@@ -16,6 +16,7 @@ import { truncateLog } from './log.js';
 import { runPaths, type RunPaths } from './run.js';
 import { SeededRng } from './rng.js';
 import { stringifyConfig, type RunConfig } from './config.js';
+import { checkMemoryPlan, trainingMemoryPlan } from './memory.js';
 
 export type TrainConfig = RunConfig;
 
@@ -79,6 +80,8 @@ function copyTokenizer(from: string, to: string): void {
 export async function openSession(req: SessionRequest, onPrepare: (ev: PrepareProgress) => void): Promise<Session> {
   const cfg = req.config;
   const { train } = cfg;
+  // before anything is prepared or allocated: a config that cannot fit is refused in one line
+  checkMemoryPlan(trainingMemoryPlan(cfg, { backend: req.backend, threads: req.threads }));
   const paths = runPaths(req.runDir);
   const dataset = await prepareDataset(prepareOptionsFor(cfg), onPrepare);
   if (dataset.meta.vocabSize > cfg.model.vocab_size) {

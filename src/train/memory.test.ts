@@ -1,0 +1,141 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { WasmArena } from '../kernels/arena.js';
+import { createJsKernels } from '../kernels/js/index.js';
+import { createWasmKernelsImpl } from '../kernels/wasm/index.js';
+import { countParams } from '../model/layout.js';
+import { createOptimizer } from '../optim/index.js';
+import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
+import { UserError } from '../util/errors.js';
+import { loadConfig, OPTIMIZERS, type RunConfig } from './config.js';
+import { openSession } from './session.js';
+import {
+  checkMemoryPlan, kernelScratchBytes, OPTIMIZER_STATE, planMemory, trainingMemoryPlan, type MemoryLimits,
+} from './memory.js';
+
+// The memory plan is computed from the config alone; these tests hold it to what the code
+// really allocates, and check that a config that cannot fit is refused before anything is built.
+
+const DATA = path.join(tinystoriesSampleDir(), 'valid-00.txt');
+const BIN = path.join(packageRoot(), 'bin', 'pocketlm.js');
+const GiB = 2 ** 30;
+let work = '';
+let savedCache: string | undefined;
+
+before(() => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-memory-'));
+  savedCache = process.env.POCKETLM_CACHE;
+  process.env.POCKETLM_CACHE = path.join(work, 'cache');
+});
+
+after(() => {
+  if (savedCache === undefined) delete process.env.POCKETLM_CACHE;
+  else process.env.POCKETLM_CACHE = savedCache;
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+function presetConfig(preset: string, set: string[] = []): RunConfig {
+  return loadConfig({ preset, set: [`data.paths=[${JSON.stringify(DATA)}]`, 'train.backend="wasm"', ...set] });
+}
+
+test('every optimizer allocates exactly the state the table says', () => {
+  const model = presetConfig('tiny').model;
+  const n = countParams(model);
+  for (const name of OPTIMIZERS) {
+    const arena = new WasmArena();
+    const params = arena.floats(n);
+    const grads = arena.floats(n);
+    const tensors = [{ name: 'all', offset: 0, size: n, shape: [n], decay: true }];
+    const cfg = { ...presetConfig('tiny').optim, name };
+    const before = arena.bytesUsed();
+    createOptimizer(cfg, createJsKernels(), arena, params, grads, tensors);
+    const plan = planMemory({ model, batchSize: 1, optimizer: name, decoder: false, kernelThreads: 0 });
+    assert.equal(arena.bytesUsed() - before, plan.parts.find((p) => p.name === 'optimizer state')!.bytes, name);
+    assert.ok(OPTIMIZER_STATE[name](n).length >= 1, name);
+  }
+});
+
+test('the wasm kernels reserve exactly the scratch the plan counts, per thread', async () => {
+  for (const threads of [1, 2, 3]) {
+    const arena = new WasmArena();
+    const k = await createWasmKernelsImpl(arena, { threads });
+    try {
+      assert.equal(arena.bytesUsed(), kernelScratchBytes(threads), `${threads} threads`);
+    } finally {
+      await k.dispose();
+    }
+  }
+});
+
+test('the plan is within 1% of the arena a training session really uses (presets, optimizers, threads)', async () => {
+  const cases: Array<[string, string[], number]> = [
+    ['tiny', [], 1], ['tiny', ['optim.name="lion"'], 2], ['tiny', ['optim.name="sfadamw"'], 1],
+    ['seed-small', [], 2], ['default', [], 1],
+  ];
+  for (const [preset, set, threads] of cases) {
+    const cfg = presetConfig(preset, [...set, `train.threads=${threads}`]);
+    const plan = trainingMemoryPlan(cfg);
+    const s = await openSession({ config: cfg, runDir: path.join(work, `run-${preset}-${threads}`), resume: false }, () => {});
+    try {
+      const used = s.backend.arena.bytesUsed();
+      const label = `${preset} ${set.join(' ')} x${threads}: plan ${plan.bytes}, used ${used}`;
+      assert.ok(plan.bytes >= used, `the plan must not be below the real use: ${label}`);
+      assert.ok(plan.bytes <= used * 1.01, label);
+    } finally {
+      await s.close();
+    }
+  }
+});
+
+const LIMITS: MemoryLimits = { arenaBytes: 4 * GiB - 2 ** 20, availableBytes: 20 * GiB, totalBytes: 24 * GiB };
+
+test('a plan over the limit is refused in one line naming the figure, its parts, the limit and what to lower', () => {
+  const big = trainingMemoryPlan(presetConfig('default', ['train.batch_size=200']), { threads: 2 });
+  assert.ok(big.bytes > 4 * GiB);
+  assert.throws(() => checkMemoryPlan(big, { limits: LIMITS }), (e: unknown) => {
+    assert.ok(e instanceof UserError);
+    assert.doesNotMatch(e.message, /\n/);
+    assert.match(e.message, /^this config needs \d+\.\d GiB of memory \(activations \d+\.\d GiB, .*\) but the wasm32 arena holds at most 4\.0 GiB; lower train\.batch_size or model\.seq_len$/);
+    return true;
+  });
+  // the machine's available memory, when it is the tighter limit
+  const mid = trainingMemoryPlan(presetConfig('default', ['train.batch_size=32']), { threads: 2 });
+  assert.ok(mid.bytes > 0.5 * GiB && mid.bytes < 4 * GiB);
+  const small: MemoryLimits = { arenaBytes: LIMITS.arenaBytes, availableBytes: 0.5 * GiB, totalBytes: 2 * GiB };
+  assert.throws(() => checkMemoryPlan(mid, { limits: small, subject: 'the run in R' }),
+    /^UserError: the run in R needs .* but this machine has 512\.0 MiB of memory available \(of 2\.0 GiB\); lower train\.batch_size or model\.seq_len$/);
+  checkMemoryPlan(mid, { limits: LIMITS });
+  // parameters dominate: the hint names the model's width, depth or vocabulary
+  const wide = trainingMemoryPlan(presetConfig('tiny', ['model.d_model=4096', 'model.n_head=32', 'model.ffn_hidden=16384', 'model.n_layer=12', 'train.batch_size=1']), { threads: 1 });
+  assert.throws(() => checkMemoryPlan(wide, { limits: LIMITS }), /; lower model\.d_model, model\.n_layer or model\.vocab_size$/);
+});
+
+test('seq_len=1000000 and batch_size=2000 (default preset) are refused before anything is prepared or allocated', async () => {
+  for (const set of ['model.seq_len=1000000', 'train.batch_size=2000']) {
+    const cfg = presetConfig('default', [set]);
+    const runDir = path.join(work, `refused-${set}`);
+    await assert.rejects(openSession({ config: cfg, runDir, resume: false }, () => assert.fail('no data preparation')),
+      (e: unknown) => e instanceof UserError && /needs .* of memory .* but the wasm32 arena holds at most 4\.0 GiB/.test(e.message));
+    assert.equal(fs.existsSync(runDir), false, 'no run folder');
+  }
+  // tiny at batch 2000 (~2.7 GB) used to crash past 2 GiB; it fits the 4 GiB arena now
+  const tiny = trainingMemoryPlan(presetConfig('tiny', ['train.batch_size=2000']), { threads: 2 });
+  assert.ok(tiny.bytes > 2 * GiB && tiny.bytes < LIMITS.arenaBytes, `${tiny.bytes}`);
+});
+
+test('the train command refuses an oversized model in one line, with no stack trace and nothing written', () => {
+  const cache = path.join(work, 'cli-cache');
+  for (const set of ['model.seq_len=1000000', 'train.batch_size=2000']) {
+    const out = path.join(work, `cli-${set}`);
+    const r = spawnSync(process.execPath, [BIN, 'train', '--preset', 'default', '--set', set, '--data', DATA, '--out', out, '--steps', '1'],
+      { encoding: 'utf8', env: { ...process.env, POCKETLM_CACHE: cache } });
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^pocketlm: this config needs [\d.]+ (GiB|TiB) of memory \(activations .* but the wasm32 arena holds at most 4\.0 GiB; lower train\.batch_size or model\.seq_len\n$/);
+    assert.equal(fs.existsSync(cache), false, 'nothing prepared');
+  }
+});
