@@ -4,6 +4,7 @@ import cliProgress from 'cli-progress';
 import { UserError } from '../util/errors.js';
 import { loadBpeTokenizer, saveTokenizer, trainBpe, END_OF_TEXT } from '../tokenizer/index.js';
 import { parseIdText, readDocuments, readTextFile, splitLines } from '../tokenizer/text-io.js';
+import { firstInvalidUtf8 } from '../data/utf8.js';
 
 // `pocketlm tokenizer train|encode|decode|info`: parses arguments and prints; the work is in
 // src/tokenizer. Wherever a tokenizer is named, --tokenizer takes a tokenizer.json path or 'gpt2'.
@@ -17,6 +18,45 @@ function parseVocabSize(v: string): number {
 function readInput(file: string | undefined): string {
   if (file !== undefined) return readTextFile(file);
   return fs.readFileSync(0, 'utf8');
+}
+
+/** The input's bytes: a file (errors as readTextFile words them) or standard input. */
+function readInputBytes(file: string | undefined): Uint8Array {
+  if (file === undefined) return fs.readFileSync(0);
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    readTextFile(file); // fails the same way, with its one-line UserError
+    throw e;
+  }
+}
+
+/**
+ * The input as text, refusing invalid UTF-8 (decoding would silently turn it into U+FFFD,
+ * so decode(encode(x)) would not give x back).
+ */
+function readUtf8Input(file: string | undefined): string {
+  const bytes = readInputBytes(file);
+  const bad = firstInvalidUtf8(bytes);
+  if (bad >= 0) {
+    const hex = bytes[bad]!.toString(16).padStart(2, '0');
+    throw new UserError(`${file ?? 'standard input'} is not valid UTF-8 at byte ${bad} (0x${hex}); use --bytes to encode its raw bytes exactly`);
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('utf8');
+}
+
+/** Byte lines, split at '\n' like splitLines (a final line break ends the last line). */
+function splitByteLines(bytes: Uint8Array): Uint8Array[] {
+  const lines: Uint8Array[] = [];
+  let start = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] === 0x0a) {
+      lines.push(bytes.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  if (start < bytes.length || lines.length === 0) lines.push(bytes.subarray(start));
+  return lines;
 }
 
 export function registerTokenizer(program: Command): void {
@@ -63,26 +103,39 @@ export function registerTokenizer(program: Command): void {
     .option('--in <file>', 'input text file (default: standard input)')
     .option('--json', 'encode the whole input as one sequence and print a JSON array')
     .option('--allow-special', 'match special tokens such as <|endoftext|> in the text')
-    .action(async (opts: { tokenizer: string; in?: string; json?: boolean; allowSpecial?: boolean }) => {
+    .option('--bytes', 'encode the raw bytes, invalid UTF-8 included (decode --bytes gives them back exactly)')
+    .action(async (opts: { tokenizer: string; in?: string; json?: boolean; allowSpecial?: boolean; bytes?: boolean }) => {
+      if (opts.bytes && opts.allowSpecial) throw new UserError('--bytes and --allow-special cannot be combined (special tokens are matched in text, not in raw bytes)');
       const tok = await loadBpeTokenizer(opts.tokenizer);
-      const text = readInput(opts.in);
-      const enc = (s: string): number[] => (opts.allowSpecial ? tok.encodeWithSpecial(s) : tok.encode(s));
+      let seqs: number[][];
+      if (opts.bytes) {
+        const bytes = readInputBytes(opts.in);
+        seqs = opts.json ? [tok.encodeBytes(bytes)] : splitByteLines(bytes).map((line) => tok.encodeBytes(line));
+      } else {
+        const text = readUtf8Input(opts.in);
+        const enc = (s: string): number[] => (opts.allowSpecial ? tok.encodeWithSpecial(s) : tok.encode(s));
+        seqs = opts.json ? [enc(text)] : splitLines(text).map(enc);
+      }
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify(enc(text))}\n`);
+        process.stdout.write(`${JSON.stringify(seqs[0])}\n`);
         return;
       }
-      const out = splitLines(text).map((line) => enc(line).join(' '));
-      process.stdout.write(out.length ? `${out.join('\n')}\n` : '');
+      process.stdout.write(seqs.length ? `${seqs.map((ids) => ids.join(' ')).join('\n')}\n` : '');
     });
 
   cmd.command('decode')
     .description('print the text of token ids (whitespace-separated, one sequence per line, or a JSON array)')
     .requiredOption('--tokenizer <spec>', "tokenizer.json path, or 'gpt2'")
     .option('--in <file>', 'input file of ids (default: standard input)')
-    .action(async (opts: { tokenizer: string; in?: string }) => {
+    .option('--bytes', 'write the raw bytes of the tokens (invalid UTF-8 kept, not replaced by U+FFFD)')
+    .action(async (opts: { tokenizer: string; in?: string; bytes?: boolean }) => {
       const tok = await loadBpeTokenizer(opts.tokenizer);
       const { lines, json } = parseIdText(readInput(opts.in), opts.in ?? 'standard input');
-      if (json) process.stdout.write(tok.decode(lines[0]!));
+      if (opts.bytes) {
+        const parts: Uint8Array[] = [];
+        for (const ids of lines) parts.push(tok.decodeBytes(ids), ...(json ? [] : [Uint8Array.of(0x0a)]));
+        process.stdout.write(Buffer.concat(parts));
+      } else if (json) process.stdout.write(tok.decode(lines[0]!));
       else process.stdout.write(lines.length ? `${lines.map((ids) => tok.decode(ids)).join('\n')}\n` : '');
     });
 

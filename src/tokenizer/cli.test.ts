@@ -74,3 +74,34 @@ test('bad input: one line on stderr naming the file or value, exit code 1', () =
   }
   assert.ok(!fs.existsSync(path.join(tmp, 'x.json')));
 });
+
+test('encode refuses invalid UTF-8 with its byte offset; --bytes encodes raw bytes and decode --bytes gives them back exactly', () => {
+  const raw = (args: string[], input: Buffer) => spawnSync(process.execPath, [bin, 'tokenizer', ...args], { input, cwd: tmp });
+  const bad = Buffer.from([0x61, 0x62, 0x0a, 0x63, 0xff, 0x64, 0x0a]); // "ab\nc", a byte that is never UTF-8, "d\n"
+  const badFile = path.join(tmp, 'bad.txt');
+  fs.writeFileSync(badFile, bad);
+  for (const [args, where] of [[['--json'], 'standard input'], [['--in', badFile], badFile.replace(/[.\\]/g, '\\$&')]] as const) {
+    const r = raw(['encode', '--tokenizer', tokFile, ...args], bad);
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    const err = r.stderr.toString();
+    assert.equal(err.trim().split('\n').length, 1, err);
+    assert.match(err, new RegExp(`^pocketlm: ${where} is not valid UTF-8 at byte 4 .*--bytes`));
+    assert.equal(r.stdout.length, 0, 'nothing printed');
+  }
+  // --bytes: every byte is kept; per line and as one JSON sequence
+  const lines = raw(['encode', '--tokenizer', tokFile, '--bytes'], bad);
+  assert.equal(lines.status, 0, lines.stderr.toString());
+  assert.equal(lines.stdout.toString().split('\n').length - 1, 2);
+  const back = raw(['decode', '--tokenizer', tokFile, '--bytes'], lines.stdout);
+  assert.equal(back.status, 0, back.stderr.toString());
+  assert.deepEqual(back.stdout, bad);
+  const json = raw(['encode', '--tokenizer', tokFile, '--bytes', '--json'], bad);
+  assert.deepEqual(raw(['decode', '--tokenizer', tokFile, '--bytes'], json.stdout).stdout, bad);
+  // on valid UTF-8, --bytes gives the same ids as the text path
+  const text = Buffer.from('héllo 👋 world\nsecond line\n');
+  assert.equal(raw(['encode', '--tokenizer', tokFile, '--bytes'], text).stdout.toString(), raw(['encode', '--tokenizer', tokFile], text).stdout.toString());
+  // special tokens are text: not matched in raw bytes
+  const both = raw(['encode', '--tokenizer', tokFile, '--bytes', '--allow-special'], text);
+  assert.equal(both.status, 1);
+  assert.match(both.stderr.toString(), /^pocketlm: --bytes and --allow-special/);
+});
