@@ -114,7 +114,7 @@ test('bad inputs are UserErrors naming the problem, and no output is left', asyn
   fs.writeFileSync(path.join(dir, 'one.txt'), 'just one document');
   await assert.rejects(prepareDataset({ data: [path.join(dir, 'one.txt')], vocabSize: 300, out, tokenizerApi: api }), /too few documents/);
   await assert.rejects(prepareDataset({ vocabSize: 300, out, tokenizerApi: api }), /say what to prepare/);
-  await assert.rejects(prepareDataset({ dataset: 'moby-dick', vocabSize: 10, out, tokenizerApi: api }), /--vocab-size must be/);
+  await assert.rejects(prepareDataset({ dataset: 'moby-dick', vocabSize: 10, out, tokenizerApi: api }), /vocabulary of the BPE tokenizer to train must be a whole number from 258/);
   assert.equal(fs.existsSync(path.join(out, 'meta.json')), false);
   fs.rmSync(dir, { recursive: true });
 });

@@ -155,7 +155,7 @@ function validateOptions(opts: PrepareOptions): void {
     throw new UserError(`unknown dataset "${String(opts.dataset)}" (known: tinystories, moby-dick)`);
   }
   if (!opts.tokenizer && !(Number.isInteger(opts.vocabSize) && opts.vocabSize >= 258 && opts.vocabSize <= 1 << 20)) {
-    throw new UserError(`--vocab-size must be an integer between 258 and ${1 << 20}, got ${opts.vocabSize}`);
+    throw new UserError(`the vocabulary of the BPE tokenizer to train must be a whole number from 258 to ${1 << 20}, got ${opts.vocabSize}`);
   }
   if (opts.valFraction !== undefined && !(opts.valFraction > 0 && opts.valFraction < 0.5)) {
     throw new UserError(`the validation fraction must be in (0, 0.5), got ${opts.valFraction}`);

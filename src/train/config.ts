@@ -4,6 +4,7 @@ import { parse as parseToml, stringify as stringifyToml, TomlError } from 'smol-
 import { z } from 'zod';
 import type { ModelConfig } from '../model/config.js';
 import type { OptimConfig } from '../optim/types.js';
+import { MAX_VOCAB } from '../tokenizer/merges.js';
 import { UserError } from '../util/errors.js';
 import { packageRoot } from '../util/paths.js';
 
@@ -53,6 +54,14 @@ const pathList = () => ({
 function withDefault<S extends z.ZodType>(f: Field<S>, value: z.output<S>): Field<z.ZodDefault<S>> {
   return { schema: f.schema.default(value as never) as z.ZodDefault<S>, expect: f.expect };
 }
+
+/**
+ * The vocabulary a BPE tokenizer trained on the data (data.tokenizer = "bpe") may have, as
+ * prepareDataset requires it: 256 byte tokens, <|endoftext|> and at least one merge, up to the
+ * tokenizer's limit. Any other tokenizer only needs model.vocab_size >= its own size.
+ */
+export const BPE_MIN_VOCAB = 258;
+export const BPE_MAX_VOCAB = MAX_VOCAB;
 
 export const OPTIMIZERS = ['adamw', 'lion', 'sfadamw'] as const;
 export const SCHEDULES = ['cosine', 'linear', 'constant'] as const;
@@ -149,6 +158,9 @@ function crossFieldChecks(cfg: { model: ModelConfigT; optim: OptimConfigT; data:
   }
   if (cfg.optim.min_lr > cfg.optim.lr) {
     ctx.addIssue({ code: 'custom', path: ['optim', 'min_lr'], params: { keys: ['optim.min_lr', 'optim.lr'] }, message: `optim.min_lr (${cfg.optim.min_lr}) must not exceed optim.lr (${cfg.optim.lr}); lower optim.min_lr too` });
+  }
+  if (cfg.data.tokenizer === 'bpe' && (m.vocab_size < BPE_MIN_VOCAB || m.vocab_size > BPE_MAX_VOCAB)) {
+    ctx.addIssue({ code: 'custom', path: ['model', 'vocab_size'], params: { keys: ['model.vocab_size', 'data.tokenizer'] }, message: `model.vocab_size must be from ${BPE_MIN_VOCAB} to ${BPE_MAX_VOCAB} to train a BPE tokenizer of that size on the data (data.tokenizer = "bpe": 256 byte tokens, <|endoftext|> and at least one merge), got ${m.vocab_size}` });
   }
   if (cfg.data.tokenizer === 'gpt2' && m.vocab_size < 50257) {
     ctx.addIssue({ code: 'custom', path: ['model', 'vocab_size'], params: { keys: ['data.tokenizer', 'model.vocab_size'] }, message: `data.tokenizer = "gpt2" needs model.vocab_size >= 50257, got ${m.vocab_size}` });
