@@ -4,7 +4,9 @@ import { loadConfig } from '../train/config.js';
 import { runModelBench, type ModelBenchResult } from '../model/bench.js';
 import { runKernelBench } from '../kernels/bench.js';
 import { runTokenizerBench } from '../tokenizer/bench.js';
-import type { BackendChoice } from '../kernels/index.js';
+import { BACKENDS } from '../train/config.js';
+import { checkMemoryPlan, kernelThreadsFor, planMemory } from '../train/memory.js';
+import { choiceFlag, intFlag, MAX_THREADS, optional } from './flags.js';
 
 interface BenchOpts {
   preset?: string[];
@@ -18,14 +20,8 @@ interface BenchOpts {
   quick?: boolean;
 }
 
-const BACKENDS = ['auto', 'js', 'wasm', 'native'];
-
-function intOption(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UserError(`${name} must be a whole number >= 1, got "${v}"`);
-  return n;
-}
+/** Timed steps at the least: runModelBench reports their median. */
+const MIN_STEPS = 10;
 
 function printModelResult(label: string, r: ModelBenchResult): void {
   const f = (x: number, d = 1) => x.toFixed(d);
@@ -53,16 +49,17 @@ export function registerBench(program: Command): void {
     .option('--set <key=value>', 'override a config key (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--backend <name>', 'auto | js | wasm | native', 'auto')
     .option('--threads <n>', 'threads (default: one per core)')
-    .option('--steps <n>', 'timed optimizer steps (median is reported; >= 10)')
+    .option('--steps <n>', `timed optimizer steps (median is reported; >= ${MIN_STEPS})`)
     .option('--profile', 'also print time per kernel')
     .option('--quick', 'kernels: fewer shapes, shorter timing')
     .option('--json', 'one JSON object per result line')
     .action(async (what: string, opts: BenchOpts) => {
-      if (!BACKENDS.includes(opts.backend)) throw new UserError(`--backend must be one of ${BACKENDS.join(', ')}, got "${opts.backend}"`);
-      const threads = intOption(opts.threads, '--threads');
+      const backend = choiceFlag('--backend', opts.backend, BACKENDS);
+      const threads = optional(opts.threads, (v) => intFlag('--threads', v, 1, MAX_THREADS));
+      const steps = optional(opts.steps, (v) => intFlag('--steps', v, MIN_STEPS));
       const print = (line: string) => console.log(line);
       if (what === 'kernels') {
-        await runKernelBench({ json: !!opts.json, quick: !!opts.quick, threads: threads ? [threads] : undefined, backends: opts.backend === 'auto' ? undefined : [opts.backend] }, print);
+        await runKernelBench({ json: !!opts.json, quick: !!opts.quick, threads: threads ? [threads] : undefined, backends: backend === 'auto' ? undefined : [backend] }, print);
         return;
       }
       if (what === 'tokenizer') {
@@ -75,13 +72,19 @@ export function registerBench(program: Command): void {
         : (opts.preset ?? ['seed-small', 'default']).map((p) => ({ label: p, preset: p }));
       for (const t of targets) {
         const cfg = loadConfig({ preset: t.preset, file: t.file, set: opts.set });
+        const benchThreads = threads ?? (cfg.train.threads > 0 ? cfg.train.threads : undefined);
+        // the bench builds the model, AdamW's two state buffers and a batch (src/model/bench.ts)
+        checkMemoryPlan(planMemory({
+          model: cfg.model, batchSize: cfg.train.batch_size, optimizer: 'adamw', decoder: false,
+          kernelThreads: kernelThreadsFor(backend, benchThreads),
+        }), { subject: `the ${t.label} config` });
         const r = await runModelBench({
           config: cfg.model,
           batchSize: cfg.train.batch_size,
           gradAccum: cfg.train.grad_accum,
-          backend: opts.backend as BackendChoice,
-          threads: threads ?? (cfg.train.threads > 0 ? cfg.train.threads : undefined),
-          steps: intOption(opts.steps, '--steps'),
+          backend,
+          threads: benchThreads,
+          steps,
           profile: !!opts.profile,
         });
         if (opts.json) console.log(JSON.stringify({ preset: t.label, ...r }));

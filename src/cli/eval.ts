@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { UserError } from '../util/errors.js';
 import { openRun, evaluateRun } from '../train/inference.js';
-import type { BackendChoice } from '../kernels/index.js';
+import { BACKENDS } from '../train/config.js';
+import { choiceFlag, intFlag, MAX_THREADS, optional } from './flags.js';
 
 interface EvalFlags {
   run: string;
@@ -10,12 +10,6 @@ interface EvalFlags {
   json?: boolean;
   backend: string;
   threads?: string;
-}
-
-function wholeNumber(flag: string, v: string): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || n < 1) throw new UserError(`${flag} must be a whole number >= 1, got "${v}"`);
-  return n;
 }
 
 export function registerEval(program: Command): void {
@@ -29,9 +23,10 @@ export function registerEval(program: Command): void {
     .option('--backend <name>', 'auto | wasm | native | js', 'auto')
     .option('--threads <n>', 'kernel threads (default: one per core)')
     .action(async (f: EvalFlags) => {
-      const batches = f.batches === undefined ? undefined : wholeNumber('--batches', f.batches);
-      const threads = f.threads === undefined ? undefined : wholeNumber('--threads', f.threads);
-      const run = await openRun(f.run, { backend: f.backend as BackendChoice, threads });
+      const batches = optional(f.batches, (v) => intFlag('--batches', v, 1));
+      const backend = choiceFlag('--backend', f.backend, BACKENDS);
+      const threads = optional(f.threads, (v) => intFlag('--threads', v, 1, MAX_THREADS));
+      const run = await openRun(f.run, { backend, threads });
       try {
         const r = evaluateRun(run, { data: f.data, batches });
         if (f.json) {

@@ -2,18 +2,15 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { UserError } from '../util/errors.js';
 import { prepareDataset, DEFAULT_MAX_TRAIN_MB, type PrepareOptions } from '../data/index.js';
+import { BPE_MAX_VOCAB, BPE_MIN_VOCAB } from '../train/config.js';
+import { intFlag, MAX_THREADS, numberFlag, optional } from './flags.js';
 
 interface PrepareFlags {
   dataset?: string; data?: string[]; val?: string[]; vocabSize: string; out?: string; tokenizer?: string;
   maxTrainMb: string; threads?: string; valFraction?: string; tokenizerTrainMb?: string; force?: boolean; json?: boolean;
 }
 
-function num(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UserError(`${flag} expects a number, got "${v}"`);
-  return n;
-}
+const positiveMb = (flag: string) => (v: string): number => numberFlag(flag, v, (n) => n > 0, 'a number > 0');
 
 export function registerPrepare(program: Command): void {
   program
@@ -38,11 +35,12 @@ export function registerPrepare(program: Command): void {
       const opts: PrepareOptions = {
         dataset: f.dataset as PrepareOptions['dataset'],
         data: f.data, val: f.val, out: f.out, tokenizer: f.tokenizer, force: f.force,
-        vocabSize: num('--vocab-size', f.vocabSize)!,
-        maxTrainMb: num('--max-train-mb', f.maxTrainMb),
-        threads: num('--threads', f.threads),
-        valFraction: num('--val-fraction', f.valFraction),
-        tokenizerTrainMb: num('--tokenizer-train-mb', f.tokenizerTrainMb),
+        // a given tokenizer decides the vocabulary: --vocab-size is then not used
+        vocabSize: f.tokenizer ? Number(f.vocabSize) : intFlag('--vocab-size', f.vocabSize, BPE_MIN_VOCAB, BPE_MAX_VOCAB),
+        maxTrainMb: optional(f.maxTrainMb, positiveMb('--max-train-mb')),
+        threads: optional(f.threads, (v) => intFlag('--threads', v, 1, MAX_THREADS)),
+        valFraction: optional(f.valFraction, (v) => numberFlag('--val-fraction', v, (n) => n > 0 && n < 0.5, 'a number in (0, 0.5)')),
+        tokenizerTrainMb: optional(f.tokenizerTrainMb, positiveMb('--tokenizer-train-mb')),
       };
       const bar = phaseProgress();
       let r;

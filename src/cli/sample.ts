@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { UserError } from '../util/errors.js';
 import { openRun, generateText } from '../train/inference.js';
-import type { BackendChoice } from '../kernels/index.js';
+import { BACKENDS } from '../train/config.js';
+import { choiceFlag, intFlag, MAX_THREADS, numberFlag as num, optional } from './flags.js';
 
 interface SampleFlags {
   run: string;
@@ -14,12 +14,6 @@ interface SampleFlags {
   all?: boolean;
   backend: string;
   threads?: string;
-}
-
-function num(flag: string, v: string, ok: (n: number) => boolean, what: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !ok(n)) throw new UserError(`${flag} must be ${what}, got "${v}"`);
-  return n;
 }
 
 export function registerSample(program: Command): void {
@@ -46,8 +40,9 @@ export function registerSample(program: Command): void {
         seed: num('--seed', f.seed, (n) => Number.isInteger(n) && n >= 0 && n < 2 ** 32, 'a whole number in [0, 2^32)'),
         stopAtEnd: !f.all,
       };
-      const threads = f.threads === undefined ? undefined : num('--threads', f.threads, (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1');
-      const run = await openRun(f.run, { backend: f.backend as BackendChoice, threads, batchSize: 1 });
+      const backend = choiceFlag('--backend', f.backend, BACKENDS);
+      const threads = optional(f.threads, (v) => intFlag('--threads', v, 1, MAX_THREADS));
+      const run = await openRun(f.run, { backend, threads, batchSize: 1 });
       try {
         process.stdout.write(req.prompt);
         for (const piece of generateText(run, req)) process.stdout.write(piece);

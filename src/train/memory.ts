@@ -127,7 +127,7 @@ export function planMemory(req: MemoryRequest): MemoryPlan {
 }
 
 /** Kernel threads a backend choice runs (as createBackend resolves them): js reserves no scratch. */
-function kernelThreadsFor(backend: BackendChoice, threads: number | undefined): number {
+export function kernelThreadsFor(backend: BackendChoice, threads: number | undefined): number {
   return backend === 'js' ? 0 : Math.max(1, threads ?? defaultThreads());
 }
 
