@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { WasmArena, type Arena } from './arena.js';
 import type { BackendName, Kernels } from './types.js';
+import { UserError } from '../util/errors.js';
 
 export type BackendChoice = BackendName | 'auto';
 
@@ -61,7 +62,7 @@ export async function createBackend(opts: { backend?: BackendChoice; threads?: n
     return { kernels, arena, info, dispose: async () => {} };
   }
   if (!feats.simd) {
-    if (choice !== 'auto') throw new Error('this JavaScript engine has no WebAssembly SIMD; only --backend js works here');
+    if (choice !== 'auto') throw new UserError('this JavaScript engine has no WebAssembly SIMD; only --backend js works here');
     const { createJsKernels } = await import('./js/index.js');
     info.name = 'js';
     info.threads = 1;
@@ -71,7 +72,7 @@ export async function createBackend(opts: { backend?: BackendChoice; threads?: n
   const wasm = await wasmMod.createWasmKernels(arena, { threads });
   if (choice === 'native' && native && !native.ok) {
     await wasm.dispose();
-    throw new Error(`--backend native: ${native.reason}`);
+    throw new UserError(`--backend native: ${native.reason}`);
   }
   if (native && native.ok) {
     const kernels = nativeMod.createNativeKernels(wasm, native.addon, { threads });

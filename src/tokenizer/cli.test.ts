@@ -105,3 +105,14 @@ test('encode refuses invalid UTF-8 with its byte offset; --bytes encodes raw byt
   assert.equal(both.status, 1);
   assert.match(both.stderr.toString(), /^pocketlm: --bytes and --allow-special/);
 });
+
+test('train refuses a data file that is not valid UTF-8, naming the file and byte (it trained on U+FFFD)', () => {
+  const badFile = path.join(tmp, 'bad-train.txt');
+  fs.writeFileSync(badFile, Buffer.concat([Buffer.from('Once upon a time.\n<|endoftext|>\nA'), Buffer.from([0xc3, 0x28]), Buffer.from(' story.\n')]));
+  const out = path.join(tmp, 'bad-tok.json');
+  const r = run(['train', '--data', badFile, '--vocab-size', '300', '--out', out]);
+  assert.equal(r.code, 1, r.err);
+  assert.equal(r.err.trim().split('\n').length, 1, r.err);
+  assert.match(r.err, /^pocketlm: .*bad-train\.txt is not valid UTF-8 at byte 33 \(0xc3\)/);
+  assert.ok(!fs.existsSync(out), 'no tokenizer written');
+});

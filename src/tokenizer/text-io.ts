@@ -3,18 +3,26 @@
 
 import fs from 'node:fs';
 import { UserError } from '../util/errors.js';
+import { firstInvalidUtf8 } from '../data/utf8.js';
 import { END_OF_TEXT } from './types.js';
 
-/** Reads a UTF-8 text file, with a one-line UserError naming it when it cannot be read. */
+/**
+ * Reads a UTF-8 text file, with a one-line UserError naming it when it cannot be read or is not
+ * valid UTF-8 (decoding would silently turn bad bytes into U+FFFD and train on them).
+ */
 export function readTextFile(file: string): string {
+  let bytes: Buffer;
   try {
-    return fs.readFileSync(file, 'utf8');
+    bytes = fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UserError(`file not found: ${file}`);
     if (code === 'EISDIR') throw new UserError(`${file} is a folder, not a text file`);
     throw new UserError(`cannot read ${file} (${code ?? String(e)})`);
   }
+  const bad = firstInvalidUtf8(bytes);
+  if (bad >= 0) throw new UserError(`${file} is not valid UTF-8 at byte ${bad} (0x${bytes[bad]!.toString(16).padStart(2, '0')})`);
+  return bytes.toString('utf8');
 }
 
 /**
