@@ -3,7 +3,8 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { UserError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
-import { describeWriteError, writeFileAtomicSync } from '../util/atomic.js';
+import { describeWriteError, fsyncDir, writeFileAtomicSync } from '../util/atomic.js';
+import { hasLiveTemp, removeStaleTemps, tempOwner } from './leftovers.js';
 import { NpyWriter, dtypeForVocab } from './npy.js';
 import { DATA_FORMAT_VERSION, pocketlmVersion, readMeta, type DatasetMeta, type SplitStats } from './meta.js';
 import { DEFAULT_VAL_FRACTION, docKey, isValKey, keyFraction } from './split.js';
@@ -58,19 +59,60 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   const fingerprint = fingerprintOf(opts, sources, valFraction, tokTrainMb);
   const dir = path.resolve(opts.out ?? path.join(cacheDir(), 'datasets', fingerprint.slice(0, 16)));
 
+  if (!opts.out) sweepDatasetCache(path.dirname(dir));
   if (!opts.force) {
     const existing = reusable(dir, fingerprint);
     if (existing) return { dir, meta: existing, reused: true };
   }
+  const created = !fs.existsSync(dir);
+  // Built in a temp folder inside dir (named with our pid), moved into place when complete:
+  // a failure leaves dir as it was, a kill leaves a temp folder the next start removes.
+  const build = path.join(dir, `.prepare-${process.pid}-${Date.now().toString(36)}`);
   try {
     fs.mkdirSync(dir, { recursive: true });
+    removeStaleTemps(dir);
+    fs.mkdirSync(build);
   } catch (e) {
     throw describeWriteError(e, dir);
   }
-  removeStaleTemps(dir);
-  // An old meta.json must not vouch for half-replaced token files.
-  try { fs.rmSync(path.join(dir, 'meta.json'), { force: true }); } catch (e) { throw describeWriteError(e, path.join(dir, 'meta.json')); }
+  try {
+    const meta = await buildDataset(build, opts, sources, fingerprint, valFraction, tokTrainMb, report);
+    installDataset(build, dir);
+    return { dir, meta, reused: false };
+  } catch (e) {
+    try {
+      fs.rmSync(build, { recursive: true, force: true });
+      if (created && fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
+    } catch { /* the error being reported matters more than litter, which the next start removes */ }
+    // Name the files where they were going, not the temp folder that no longer exists.
+    if (e instanceof UserError) e.message = e.message.split(build).join(dir);
+    throw e;
+  }
+}
 
+/** Files of a prepared dataset; meta.json is written last and vouches for the others. */
+const DATASET_FILES = ['train.npy', 'val.npy', 'tokenizer.json'] as const;
+
+/**
+ * Moves a finished build into dir: the old meta.json goes first (it must not vouch for a mix
+ * of old and new files), meta.json comes last. Other files in dir (a user's --out folder) stay.
+ */
+function installDataset(build: string, dir: string): void {
+  try {
+    fs.rmSync(path.join(dir, 'meta.json'), { force: true });
+    for (const f of DATASET_FILES) fs.renameSync(path.join(build, f), path.join(dir, f));
+    fs.renameSync(path.join(build, 'meta.json'), path.join(dir, 'meta.json'));
+    fsyncDir(dir);
+    fs.rmdirSync(build);
+  } catch (e) {
+    throw describeWriteError(e, dir);
+  }
+}
+
+/** Writes train.npy, val.npy, tokenizer.json and (last) meta.json into dir; returns the meta. */
+async function buildDataset(
+  dir: string, opts: PrepareOptions, sources: ResolvedSources, fingerprint: string, valFraction: number, tokTrainMb: number, report: ProgressFn,
+): Promise<DatasetMeta> {
   const explicitVal = sources.val.length > 0;
 
   // Pass 1 over train: which documents go to validation, and the text a new tokenizer learns from.
@@ -109,7 +151,9 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   const trainStats = await writeSplit(path.join(dir, 'train.npy'), dtype, tok, api, opts.threads, sources.train,
     (k) => !isVal(k), scan.total - scan.valCount, 'tokenize train', report);
   if (valStats.documents === 0) throw new UserError(`no validation documents found in ${sources.val.map((s) => s.name).join(', ')}`);
-  if (trainStats.documents === 0) throw new UserError(`no train documents left in ${sources.description} after removing validation documents`);
+  if (trainStats.documents === 0) {
+    throw new UserError(`no train documents left in ${sources.description} after removing validation documents (all ${scan.total} are also in the validation set)`);
+  }
 
   writeFileAtomicSync(path.join(dir, 'tokenizer.json'), `${JSON.stringify(tok.toJSON(), null, 2)}\n`);
   const meta: DatasetMeta = {
@@ -127,23 +171,29 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
     splits: { train: trainStats, val: valStats },
   };
   writeFileAtomicSync(path.join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-  return { dir, meta, reused: false };
+  return meta;
 }
 
 /**
- * Temp files left by a prepare that was killed (`.<name>.tmp-<pid>-<time>`, see util/atomic.ts):
- * removed when their process is gone, so an interrupted run leaves no litter behind for long.
+ * Cleans the dataset cache of what killed or failed runs left: temp files and build folders of
+ * dead processes, and folders without meta.json (not a dataset: an earlier version's failed
+ * prepare, or a kill while a build was moved into place). A folder younger than a minute or
+ * with a live build inside is left alone: another process may be filling it right now.
  */
-function removeStaleTemps(dir: string): void {
-  for (const name of fs.readdirSync(dir)) {
-    const m = /^\..+\.tmp-(\d+)-[0-9a-z]+$/.exec(name);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    let alive = pid === process.pid;
-    if (!alive) {
-      try { process.kill(pid, 0); alive = true; } catch (e) { alive = (e as NodeJS.ErrnoException).code === 'EPERM'; }
+function sweepDatasetCache(root: string): void {
+  if (!fs.existsSync(root)) return;
+  removeStaleTemps(root);
+  for (const e of fs.readdirSync(root, { withFileTypes: true })) {
+    if (!e.isDirectory() || tempOwner(e.name) !== null) continue;
+    const sub = path.join(root, e.name);
+    try {
+      const young = Date.now() - fs.statSync(sub).mtimeMs < 60_000;
+      removeStaleTemps(sub);
+      if (young || fs.existsSync(path.join(sub, 'meta.json')) || hasLiveTemp(sub)) continue;
+      fs.rmSync(sub, { recursive: true, force: true });
+    } catch (err) {
+      throw describeWriteError(err, sub);
     }
-    if (!alive) fs.rmSync(path.join(dir, name), { force: true });
   }
 }
 
