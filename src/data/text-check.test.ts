@@ -83,3 +83,23 @@ test('local files: an HTML page is refused in one line; text quoting markup and 
   assert.deepEqual([...fileSource(jsonl).docs()], ['<!DOCTYPE html><html></html>']);
   fs.rmSync(dir, { recursive: true });
 });
+
+test('story files past one 4 MB read: a character across the chunk edge is fine, a bad byte is found at its offset', () => {
+  const dir = tmpDir();
+  const f = path.join(dir, 'big.txt');
+  const story = 'Once upon a time, Mia saw a caf\u00e9 \u{1F642}.\n<|endoftext|>\n';
+  const chunk = 4 << 20;
+  // place the 4-byte emoji so that it starts 2 bytes before the first chunk ends
+  const before = Buffer.from('x'.repeat(chunk - 2 - Buffer.byteLength('Once upon a time, Mia saw a caf\u00e9 ')));
+  const body = Buffer.concat([Buffer.from('A start.\n<|endoftext|>\n'), before.subarray(Buffer.byteLength('A start.\n<|endoftext|>\n')), Buffer.from(story.repeat(3))]);
+  assert.equal(body.subarray(chunk - 2, chunk + 2).toString('utf8'), '\u{1F642}');
+  fs.writeFileSync(f, body);
+  assert.equal(storyFileProblem(f, { wholeStories: true }), null);
+  const bad = Buffer.from(body);
+  bad[chunk + 100] = 0xff;
+  fs.writeFileSync(f, bad);
+  assert.equal(storyFileProblem(f, { wholeStories: true }), `is not valid UTF-8 (byte offset ${chunk + 100})`);
+  fs.writeFileSync(f, Buffer.concat([body, Buffer.from([0xf0, 0x9f])]));
+  assert.equal(storyFileProblem(f, { wholeStories: true }), `is not valid UTF-8 (byte offset ${body.length})`);
+  fs.rmSync(dir, { recursive: true });
+});
