@@ -9,11 +9,16 @@ import { NpyWriter, dtypeForVocab } from './npy.js';
 import { DATA_FORMAT_VERSION, pocketlmVersion, readMeta, type DatasetMeta, type SplitStats } from './meta.js';
 import { DEFAULT_VAL_FRACTION, docKey, isValKey, keyFraction } from './split.js';
 import { detach, expandPaths, fileSource, mobyDickSource, type DocSource } from './sources.js';
-import { downloadTinyStories, DEFAULT_MAX_TRAIN_MB } from './download.js';
+import { downloadTinyStories, DownloadError, DEFAULT_MAX_TRAIN_MB, type TinyStoriesFiles } from './download.js';
+import { tinystoriesSampleSources } from './bundled.js';
 import { defaultTokenizerApi, type DataTokenizer, type TokenizerApi } from './tokenizer-api.js';
 
+/** Named datasets: TinyStories (downloaded; the bundled sample without network), its bundled sample, Moby Dick (bundled). */
+export const DATASET_NAMES = ['tinystories', 'tinystories-sample', 'moby-dick'] as const;
+export type DatasetName = (typeof DATASET_NAMES)[number];
+
 export interface PrepareOptions {
-  dataset?: 'tinystories' | 'moby-dick';
+  dataset?: DatasetName;
   data?: string[];
   val?: string[];
   vocabSize: number;
@@ -34,16 +39,26 @@ export interface PrepareOptions {
   tokenizerApi?: TokenizerApi;
 }
 
-export interface PrepareProgress { phase: string; done: number; total: number }
+/**
+ * Progress of a phase; `notice`, when present, is one line for the user (e.g. that the
+ * bundled TinyStories sample replaces a failed download), printed by the caller.
+ */
+export interface PrepareProgress { phase: string; done: number; total: number; notice?: string }
 export type ProgressFn = (ev: PrepareProgress) => void;
 
-export interface PreparedDataset { dir: string; meta: DatasetMeta; reused: boolean }
+export interface PreparedDataset {
+  dir: string;
+  meta: DatasetMeta;
+  reused: boolean;
+  /** The named dataset these files hold: 'tinystories-sample' when tinystories fell back on it. */
+  datasetUsed?: DatasetName;
+}
 
 const DEFAULT_TOKENIZER_TRAIN_MB = 20;
 /** Documents are tokenized and written in batches of about this many UTF-16 units. */
 const BATCH_CHARS = 4 << 20;
 
-interface ResolvedSources { train: DocSource[]; val: DocSource[]; description: string }
+interface ResolvedSources { train: DocSource[]; val: DocSource[]; description: string; datasetUsed?: DatasetName }
 
 /**
  * Turns text into train.npy / val.npy / meta.json / tokenizer.json in one folder, streaming
@@ -62,7 +77,7 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   if (!opts.out) sweepDatasetCache(path.dirname(dir));
   if (!opts.force) {
     const existing = reusable(dir, fingerprint);
-    if (existing) return { dir, meta: existing, reused: true };
+    if (existing) return { dir, meta: existing, reused: true, datasetUsed: sources.datasetUsed };
   }
   const created = !fs.existsSync(dir);
   // Built in a temp folder inside dir (named with our pid), moved into place when complete:
@@ -78,7 +93,7 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   try {
     const meta = await buildDataset(build, opts, sources, fingerprint, valFraction, tokTrainMb, report);
     installDataset(build, dir);
-    return { dir, meta, reused: false };
+    return { dir, meta, reused: false, datasetUsed: sources.datasetUsed };
   } catch (e) {
     try {
       fs.rmSync(build, { recursive: true, force: true });
@@ -199,10 +214,10 @@ function sweepDatasetCache(root: string): void {
 
 function validateOptions(opts: PrepareOptions): void {
   const hasData = (opts.data?.length ?? 0) > 0;
-  if (!opts.dataset && !hasData) throw new UserError('say what to prepare: --dataset tinystories|moby-dick or --data PATH...');
+  if (!opts.dataset && !hasData) throw new UserError(`say what to prepare: --dataset ${DATASET_NAMES.join('|')} or --data PATH...`);
   if (opts.dataset && hasData) throw new UserError('give either --dataset or --data, not both');
-  if (opts.dataset && opts.dataset !== 'tinystories' && opts.dataset !== 'moby-dick') {
-    throw new UserError(`unknown dataset "${String(opts.dataset)}" (known: tinystories, moby-dick)`);
+  if (opts.dataset && !(DATASET_NAMES as readonly string[]).includes(opts.dataset)) {
+    throw new UserError(`unknown dataset "${String(opts.dataset)}" (known: ${DATASET_NAMES.join(', ')})`);
   }
   if (!opts.tokenizer && !(Number.isInteger(opts.vocabSize) && opts.vocabSize >= 258 && opts.vocabSize <= 1 << 20)) {
     throw new UserError(`--vocab-size must be an integer between 258 and ${1 << 20}, got ${opts.vocabSize}`);
@@ -212,17 +227,36 @@ function validateOptions(opts: PrepareOptions): void {
   }
 }
 
+function sampleSources(val: DocSource[]): ResolvedSources & { summary: string } {
+  const s = tinystoriesSampleSources();
+  return { train: [s.train], val: val.length ? val : [s.val], description: s.description, datasetUsed: 'tinystories-sample', summary: s.summary };
+}
+
 async function resolveSources(opts: PrepareOptions, report: ProgressFn): Promise<ResolvedSources> {
   const val = (opts.val?.length ? expandPaths(opts.val) : []).map(fileSource);
   if (opts.dataset === 'moby-dick') {
     const src = mobyDickSource();
-    return { train: [src], val, description: src.name };
+    return { train: [src], val, description: src.name, datasetUsed: 'moby-dick' };
   }
+  if (opts.dataset === 'tinystories-sample') return sampleSources(val);
   if (opts.dataset === 'tinystories') {
     const maxMb = opts.maxTrainMb ?? DEFAULT_MAX_TRAIN_MB;
-    const files = await downloadTinyStories({ maxTrainMb: maxMb, onProgress: report });
+    let files: TinyStoriesFiles;
+    try {
+      files = await downloadTinyStories({ maxTrainMb: maxMb, onProgress: report });
+    } catch (e) {
+      // No network (or a download that failed or was refused, with nothing cached): the
+      // sample inside the package still gives real TinyStories to train on, said in one line.
+      if (!(e instanceof DownloadError)) throw e;
+      const s = sampleSources(val);
+      report({
+        phase: 'use the bundled TinyStories sample', done: 0, total: 0,
+        notice: `TinyStories could not be downloaded (${e.reason}): using the TinyStories sample bundled with pocketlm instead (${s.summary}); for the full data, run again when online with --dataset tinystories`,
+      });
+      return s;
+    }
     const vs = val.length ? val : [fileSource(files.val)];
-    return { train: [fileSource(files.train)], val: vs, description: `TinyStories V2 (first ${maxMb} MB of train, ${files.valName})` };
+    return { train: [fileSource(files.train)], val: vs, description: `TinyStories V2 (first ${maxMb} MB of train, ${files.valName})`, datasetUsed: 'tinystories' };
   }
   const train = expandPaths(opts.data ?? []).map(fileSource);
   return { train, val, description: train.map((s) => s.name).join(', ') };

@@ -57,7 +57,7 @@ function withDefault<S extends z.ZodType>(f: Field<S>, value: z.output<S>): Fiel
 export const OPTIMIZERS = ['adamw', 'lion', 'sfadamw'] as const;
 export const SCHEDULES = ['cosine', 'linear', 'constant'] as const;
 export const BACKENDS = ['auto', 'wasm', 'native', 'js'] as const;
-export const DATASETS = ['tinystories', 'moby-dick'] as const;
+export const DATASETS = ['tinystories', 'tinystories-sample', 'moby-dick'] as const;
 
 const FIELDS = {
   model: {
