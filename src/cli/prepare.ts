@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { UserError } from '../util/errors.js';
-import { prepareDataset, DEFAULT_MAX_TRAIN_MB, type PrepareOptions } from '../data/index.js';
+import { prepareDataset, DATASET_NAMES, DEFAULT_MAX_TRAIN_MB, type PrepareOptions } from '../data/index.js';
 import { BPE_MAX_VOCAB, BPE_MIN_VOCAB } from '../train/config.js';
 import { intFlag, MAX_THREADS, numberFlag, optional } from './flags.js';
 
@@ -16,7 +16,7 @@ export function registerPrepare(program: Command): void {
   program
     .command('prepare')
     .description('turn text into train.npy / val.npy (+ meta.json, tokenizer.json) for training')
-    .option('--dataset <name>', 'tinystories (downloaded) or moby-dick (bundled, offline)')
+    .option('--dataset <name>', 'tinystories (downloaded; without network the bundled sample), tinystories-sample or moby-dick (bundled, offline)')
     .option('--data <paths...>', 'text files, folders or globs (.txt with <|endoftext|> lines or blank-line paragraphs, .jsonl with "text")')
     .option('--val <paths...>', 'validation files (default: a 2% hash split of the documents, or the TinyStories validation file)')
     .option('--vocab-size <n>', 'vocabulary of the tokenizer to train', '1024')
@@ -29,8 +29,8 @@ export function registerPrepare(program: Command): void {
     .option('--force', 'prepare again even if the output is up to date')
     .option('--json', 'print meta.json instead of a summary')
     .action(async (f: PrepareFlags) => {
-      if (f.dataset && f.dataset !== 'tinystories' && f.dataset !== 'moby-dick') {
-        throw new UserError(`unknown dataset "${f.dataset}" (known: tinystories, moby-dick)`);
+      if (f.dataset && !(DATASET_NAMES as readonly string[]).includes(f.dataset)) {
+        throw new UserError(`unknown dataset "${f.dataset}" (known: ${DATASET_NAMES.join(', ')})`);
       }
       const opts: PrepareOptions = {
         dataset: f.dataset as PrepareOptions['dataset'],
@@ -64,8 +64,8 @@ export function registerPrepare(program: Command): void {
 
 // ---------------------------------------------------------------- progress display
 
-/** Progress events from the data layer ({ phase, done, total }). */
-interface PhaseEvent { phase: string; done: number; total: number }
+/** Progress events from the data layer ({ phase, done, total }, or a notice line for the user). */
+interface PhaseEvent { phase: string; done: number; total: number; notice?: string }
 
 function mb(n: number): string {
   return `${(n / 1e6).toFixed(1)} MB`;
@@ -86,6 +86,12 @@ function phaseProgress(stream: NodeJS.WriteStream = process.stderr): { update(ev
   };
   return {
     update(ev: PhaseEvent): void {
+      if (ev.notice) {
+        stop();
+        phase = '';
+        stream.write(`note: ${ev.notice}\n`);
+        return;
+      }
       if (ev.phase !== phase) {
         stop();
         phase = ev.phase;

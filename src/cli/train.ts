@@ -164,7 +164,7 @@ export function registerTrain(program: Command): void {
     .option('--preset <name>', 'preset from presets/ (tiny, seed-small, default, phone)')
     .option('--config <file>', 'TOML config file (complete, or extends = "PRESET")')
     .option('--set <key=value>', 'override a config key, e.g. --set optim.lr=1e-3 (repeatable)', collect, [])
-    .option('--dataset <name>', 'tinystories (downloads) or moby-dick (offline)')
+    .option('--dataset <name>', 'tinystories (downloads; without network the bundled sample), tinystories-sample or moby-dick (offline)')
     .option('--data <paths...>', 'train on these text files / folders instead')
     .option('--val <paths...>', 'validation files')
     .option('--out <dir>', 'run folder (default runs/<preset>-<timestamp>)')
@@ -208,6 +208,7 @@ export function registerTrain(program: Command): void {
         switch (ev.type) {
           case 'prepare': {
             const p = ev.progress;
+            if (p.notice) { status.line(`note: ${p.notice}`); break; }
             if (p.phase !== lastPhase) phaseStart = Date.now();
             if (status.isTTY) status.update(`prepare: ${p.phase} ${prepareAmount(p, (Date.now() - phaseStart) / 1000)}`);
             else if (p.phase !== lastPhase) status.line(`prepare: ${p.phase}`);

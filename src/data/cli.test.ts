@@ -128,9 +128,19 @@ test('prepare --dataset tinystories through a local server, then baselines', asy
   } finally {
     server.close();
   }
-  // nothing listening any more, fresh cache: one line pointing to the offline options
-  oneLineError(await cli(['prepare', '--dataset', 'tinystories', '--vocab-size', '300'], { ...env, POCKETLM_CACHE: path.join(dir, 'c2') }),
-    /download of .* failed.*--dataset moby-dick.*--data FILE/);
+  // nothing listening any more, fresh cache: a one-line note, then the bundled sample is prepared
+  const off = await cli(['prepare', '--dataset', 'tinystories', '--vocab-size', '258', '--threads', '1'], { ...env, POCKETLM_CACHE: path.join(dir, 'c2') });
+  assert.equal(off.code, 0, off.stderr);
+  const notes = off.stderr.split('\n').filter((l) => l.startsWith('note: '));
+  assert.equal(notes.length, 1, off.stderr);
+  assert.match(notes[0]!, /^note: TinyStories could not be downloaded \(download of .*valid-00\.txt failed \(ECONNREFUSED\)\): using the TinyStories sample bundled with pocketlm instead .*--dataset tinystories$/);
+  assert.match(off.stdout, /source: +TinyStories sample bundled with pocketlm/);
+  assert.match(off.stdout, /val +1,000 documents/);
+  // by name it never tries the network, and the prepared sample is reused
+  const named = await cli(['prepare', '--dataset', 'tinystories-sample', '--vocab-size', '258'], { ...env, POCKETLM_CACHE: path.join(dir, 'c2') });
+  assert.equal(named.code, 0, named.stderr);
+  assert.match(named.stdout, /^up to date: /);
+  assert.doesNotMatch(named.stderr, /note:/);
   fs.rmSync(dir, { recursive: true });
 });
 
@@ -160,7 +170,9 @@ test('write failures (file size limit, permission): one line, no half-written fi
   const r = await cli(['prepare', '--data', path.join(dir, 'train.txt'), '--vocab-size', '300', '--out', out], {},
     ['bash', '-c', 'ulimit -f 64; trap "" XFSZ; exec "$@"', 'bash']);
   oneLineError(r, /while writing .*train\.npy/);
-  assert.deepEqual(fs.readdirSync(out).filter((f) => f !== 'val.npy'), []);
+  // nothing half-made: the folder this prepare created is gone again
+  assert.equal(fs.existsSync(out), false);
+  fs.mkdirSync(out);
   const setpriv = spawnSync('setpriv', ['--version']).status === 0;
   if (process.getuid?.() !== 0 || !setpriv) { t.diagnostic('permission case needs root and setpriv: skipped'); fs.rmSync(dir, { recursive: true }); return; }
   // as user nobody, into a folder owned by root
@@ -168,7 +180,7 @@ test('write failures (file size limit, permission): one line, no half-written fi
   fs.chmodSync(out, 0o755);
   const r2 = await cli(['prepare', '--data', path.join(dir, 'train.txt'), '--vocab-size', '300', '--out', out], { POCKETLM_CACHE: path.join(os.tmpdir(), 'plm-nobody-cache') },
     ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
-  oneLineError(r2, /permission denied writing .*(meta\.json|val\.npy)/);
-  assert.deepEqual(fs.readdirSync(out).filter((f) => f !== 'val.npy'), []);
+  oneLineError(r2, new RegExp(`permission denied writing ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+  assert.deepEqual(fs.readdirSync(out), []);
   fs.rmSync(dir, { recursive: true });
 });

@@ -5,6 +5,8 @@ import https from 'node:https';
 import { UserError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
 import { describeWriteError, fsyncDir, writeFileAtomicSync } from '../util/atomic.js';
+import { removeStaleTemps } from './leftovers.js';
+import { cutAfterLastStory, endsWithWholeStory, quickStoryProblem, sameText, storyFileProblem } from './text-check.js';
 
 export const TINYSTORIES_BASE_URL = 'https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/';
 export const TINYSTORIES_TRAIN = 'TinyStoriesV2-GPT4-train.txt';
@@ -16,9 +18,15 @@ export interface DownloadProgress { phase: string; done: number; total: number }
 export interface DownloadOptions {
   url: string;
   dest: string;
-  /** Download only the first maxBytes (HTTP Range); then cut at the last `<|endoftext|>` line. */
+  /** Download only the first maxBytes (HTTP Range). */
   maxBytes?: number;
-  cutAtEot?: boolean;
+  /**
+   * The file must be TinyStories-style text (UTF-8, `<|endoftext|>` lines, no markup, no
+   * binary), checked before it is cached; a failed check removes it. 'whole': it must end
+   * with a whole story, else it is refused as truncated. 'cut': a partial last story (a
+   * Range slice, a short file) is cut off at the last separator line.
+   */
+  stories?: 'whole' | 'cut';
   onProgress?: (ev: DownloadProgress) => void;
   phase?: string;
   /** Attempts in a row that may fail without any new byte before giving up (default 5). */
@@ -35,6 +43,19 @@ interface Reply { status: number; start: number; end: number | null; total: numb
 
 class SizeError extends Error {}
 
+/**
+ * A download that failed or delivered the wrong thing (network, HTTP status, sizes, content).
+ * `reason` is the message without advice, for a caller that falls back on something else.
+ */
+export class DownloadError extends UserError {
+  readonly reason: string;
+  constructor(message: string, reason = message) {
+    super(message);
+    this.name = 'DownloadError';
+    this.reason = reason;
+  }
+}
+
 const OFFLINE_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH']);
 
 /**
@@ -45,7 +66,11 @@ const OFFLINE_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUN
  * dest is reused as is.
  */
 export async function downloadFile(o: DownloadOptions): Promise<string> {
-  if (fs.existsSync(o.dest)) return o.dest;
+  if (fs.existsSync(o.dest)) {
+    // A cached file an earlier version stored without checking it: gone, and downloaded again.
+    if (!o.stories || quickStoryProblem(o.dest) === null) return o.dest;
+    removeFile(o.dest);
+  }
   const part = `${o.dest}.part`;
   const infoFile = `${part}.json`;
   try {
@@ -73,7 +98,7 @@ export async function downloadFile(o: DownloadOptions): Promise<string> {
     try {
       got = await fetchInto(o, part, have, limit, info, infoFile);
     } catch (e) {
-      if (e instanceof SizeError) { cleanupPart(part, infoFile); throw new UserError(`download of ${o.url} failed: ${e.message}; the partial file was removed`); }
+      if (e instanceof SizeError) { cleanupPart(part, infoFile); throw new DownloadError(`download of ${o.url} failed: ${e.message}; the partial file was removed`); }
       if (e instanceof UserError) throw e;
       lastError = errorText(e);
       lastCode = (e as NodeJS.ErrnoException)?.code ?? '';
@@ -83,12 +108,12 @@ export async function downloadFile(o: DownloadOptions): Promise<string> {
     // No route to the server at all (offline, DNS failure): retrying will not help.
     if (stalls >= maxStalls || OFFLINE_CODES.has(lastCode)) {
       const have2 = fs.existsSync(part) ? fs.statSync(part).size : 0;
-      throw new UserError(`download of ${o.url} failed (${lastError || 'no data received'})${have2 > 0 ? ` after ${have2} bytes (run again to resume)` : ''}`);
+      throw new DownloadError(`download of ${o.url} failed (${lastError || 'no data received'})${have2 > 0 ? ` after ${have2} bytes (run again to resume)` : ''}`);
     }
     await new Promise((r) => setTimeout(r, delay));
     delay *= 2;
   }
-  if (o.cutAtEot && limit !== null && info.total !== null && info.total > limit) cutAtLastEot(part);
+  if (o.stories) checkStories(part, infoFile, o.url, o.stories);
   try {
     const fd = fs.openSync(part, 'r+');
     try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
@@ -99,6 +124,28 @@ export async function downloadFile(o: DownloadOptions): Promise<string> {
   }
   fs.rmSync(infoFile, { force: true });
   return o.dest;
+}
+
+/**
+ * The finished download must be story text; a 'cut' file loses its partial last story. On a
+ * failed check the file is removed (it must not be cached) and the error names the URL.
+ */
+function checkStories(part: string, infoFile: string, url: string, mode: 'whole' | 'cut'): void {
+  // Cut first: a Range slice may also end inside a UTF-8 sequence. Without any separator
+  // nothing is cut, and the check below says what the file is instead.
+  if (mode === 'cut' && !endsWithWholeStory(part)) cutAfterLastStory(part);
+  const problem = storyFileProblem(part, { wholeStories: true });
+  if (problem === null) return;
+  cleanupPart(part, infoFile);
+  throw new DownloadError(`download of ${url} failed: the file ${problem}; it was not kept`);
+}
+
+function removeFile(file: string): void {
+  try {
+    fs.rmSync(file, { force: true });
+  } catch (e) {
+    throw describeWriteError(e, file);
+  }
 }
 
 function readPartInfo(file: string): PartInfo | null {
@@ -116,7 +163,7 @@ function cleanupPart(part: string, infoFile: string): void {
 
 function rejectSize(part: string, infoFile: string, url: string, have: number, want: number): UserError {
   cleanupPart(part, infoFile);
-  return new UserError(`download of ${url} failed: received ${have} bytes, expected ${want}; the partial file was removed`);
+  return new DownloadError(`download of ${url} failed: received ${have} bytes, expected ${want}; the partial file was removed`);
 }
 
 function errorText(e: unknown): string {
@@ -137,7 +184,7 @@ async function fetchInto(o: DownloadOptions, part: string, have: number, limit: 
   if (reply.status === 416 && info.total !== null && have >= Math.min(info.total, limit ?? Infinity)) { res.resume(); return 0; }
   if (reply.status !== 200 && reply.status !== 206) {
     res.resume();
-    throw new UserError(`download of ${o.url} failed: HTTP ${reply.status}`);
+    throw new DownloadError(`download of ${o.url} failed: HTTP ${reply.status}`);
   }
   if (reply.total !== null && info.total !== null && reply.total !== info.total) {
     res.resume();
@@ -238,9 +285,9 @@ function parseReply(res: http.IncomingMessage): Reply {
 function request(url: string, headers: Record<string, string>, timeoutMs: number, redirects = 0): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     let u: URL;
-    try { u = new URL(url); } catch { reject(new UserError(`bad download URL: ${url}`)); return; }
+    try { u = new URL(url); } catch { reject(new DownloadError(`bad download URL: ${url}`)); return; }
     const mod = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : null;
-    if (!mod) { reject(new UserError(`unsupported URL scheme in ${url}`)); return; }
+    if (!mod) { reject(new DownloadError(`unsupported URL scheme in ${url}`)); return; }
     const req = mod.get(u, { headers, timeout: timeoutMs }, (res) => {
       const loc = res.headers.location;
       if (res.statusCode && res.statusCode >= 300 && res.statusCode < 400 && loc) {
@@ -255,27 +302,6 @@ function request(url: string, headers: Record<string, string>, timeoutMs: number
     req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
     req.on('error', reject);
   });
-}
-
-/** Truncates a partial text file just after its last `<|endoftext|>` line (whole stories only). */
-export function cutAtLastEot(file: string): void {
-  const size = fs.statSync(file).size;
-  const fd = fs.openSync(file, 'r+');
-  try {
-    const marker = Buffer.from('\n<|endoftext|>\n');
-    const win = 1 << 20;
-    for (let end = size; end > 0; end -= win - marker.length) {
-      const start = Math.max(0, end - win);
-      const buf = Buffer.alloc(end - start);
-      fs.readSync(fd, buf, 0, buf.length, start);
-      const at = buf.lastIndexOf(marker);
-      if (at >= 0) { fs.ftruncateSync(fd, start + at + marker.length); return; }
-      if (start === 0) break;
-    }
-    throw new UserError(`${file}: no complete story (no <|endoftext|> line) in the downloaded part`);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 export interface TinyStoriesFiles { train: string; val: string; valName: string }
@@ -295,12 +321,23 @@ export async function downloadTinyStories(o: { maxTrainMb: number; onProgress?: 
   const maxBytes = Math.round(o.maxTrainMb * 1e6);
   const trainDest = path.join(dir, `${stem(trainName)}.first${o.maxTrainMb}MB.txt`);
   const valDest = path.join(dir, validName);
+  const trainUrl = base + trainName;
+  const valUrl = base + validName;
   try {
-    await downloadFile({ url: base + validName, dest: valDest, onProgress: o.onProgress, phase: `download ${validName}`, maxStalls: o.maxStalls, retryDelayMs: o.retryDelayMs });
-    await downloadFile({ url: base + trainName, dest: trainDest, maxBytes, cutAtEot: true, onProgress: o.onProgress, phase: `download ${trainName}`, maxStalls: o.maxStalls, retryDelayMs: o.retryDelayMs });
+    if (fs.existsSync(dir)) removeStaleTemps(dir);
+    await downloadFile({ url: valUrl, dest: valDest, stories: 'whole', onProgress: o.onProgress, phase: `download ${validName}`, maxStalls: o.maxStalls, retryDelayMs: o.retryDelayMs });
+    await downloadFile({ url: trainUrl, dest: trainDest, maxBytes, stories: 'cut', onProgress: o.onProgress, phase: `download ${trainName}`, maxStalls: o.maxStalls, retryDelayMs: o.retryDelayMs });
+    // One page served for both names (a catch-all server, a wrong mirror) would otherwise end as
+    // "no train documents left after removing validation documents", far from the cause.
+    if (sameText(trainDest, valDest)) {
+      removeFile(trainDest);
+      removeFile(valDest);
+      const hint = process.env.POCKETLM_TINYSTORIES_URL ? '; check POCKETLM_TINYSTORIES_URL' : '';
+      throw new DownloadError(`the train download (${trainUrl}) and the validation download (${valUrl}) are identical: the server does not serve the two TinyStories files${hint}; both were removed from the cache`);
+    }
   } catch (e) {
-    if (e instanceof UserError && /^download of /.test(e.message)) {
-      throw new UserError(`${e.message}. Without network, use --dataset moby-dick (bundled, works offline) or --data FILE`);
+    if (e instanceof DownloadError) {
+      throw new DownloadError(`${e.message}. Without network: --dataset tinystories-sample (bundled with pocketlm) or moby-dick, or --data FILE`, e.reason);
     }
     throw e;
   }

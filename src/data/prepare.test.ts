@@ -118,3 +118,75 @@ test('bad inputs are UserErrors naming the problem, and no output is left', asyn
   assert.equal(fs.existsSync(path.join(out, 'meta.json')), false);
   fs.rmSync(dir, { recursive: true });
 });
+
+/** Every entry under dir (recursive) with a hash of its bytes; {} when dir does not exist. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!fs.existsSync(dir)) return out;
+  for (const f of fs.readdirSync(dir, { recursive: true }) as string[]) {
+    const p = path.join(dir, f);
+    out[f] = fs.statSync(p).isFile() ? docKey(fs.readFileSync(p, 'latin1')) : 'dir';
+  }
+  return out;
+}
+
+test('defect: a failed prepare leaves nothing half-made, and the dataset already there stays usable', async () => {
+  const dir = tmpDir();
+  const api = byteTokenizerApi();
+  sampleStories(dir, 'train.txt', 'train-00.txt', 60);
+  sampleStories(dir, 'val.txt', 'valid-00.txt', 10);
+  fs.copyFileSync(path.join(dir, 'val.txt'), path.join(dir, 'same.txt'));
+  const out = path.join(dir, 'o');
+  // every train document is also a validation document: fails after val.npy was written
+  const failing = { data: [path.join(dir, 'same.txt')], val: [path.join(dir, 'val.txt')], vocabSize: 300, out, tokenizerApi: api, force: true };
+  await assert.rejects(prepareDataset(failing), (e: unknown) => e instanceof UserError && /no train documents left/.test(e.message));
+  assert.deepEqual(snapshot(out), {});
+  // a good dataset, then a failing prepare into the same folder: the good one is untouched
+  const good = await prepareDataset({ data: [path.join(dir, 'train.txt')], val: [path.join(dir, 'val.txt')], vocabSize: 300, out, tokenizerApi: api });
+  const before = snapshot(out);
+  assert.deepEqual(Object.keys(before).sort(), ['meta.json', 'tokenizer.json', 'train.npy', 'val.npy']);
+  await assert.rejects(prepareDataset(failing), /no train documents left/);
+  assert.deepEqual(snapshot(out), before);
+  assert.equal(readMeta(out).fingerprint, good.meta.fingerprint);
+  // a folder of the user's with other files in it: they stay, the dataset files join them
+  const mine = path.join(dir, 'mine');
+  fs.mkdirSync(mine);
+  fs.writeFileSync(path.join(mine, 'notes.md'), 'keep me');
+  await assert.rejects(prepareDataset({ ...failing, out: mine }), /no train documents left/);
+  assert.deepEqual(fs.readdirSync(mine), ['notes.md']);
+  await prepareDataset({ data: [path.join(dir, 'train.txt')], vocabSize: 300, out: mine, tokenizerApi: api, valFraction: 0.1 });
+  assert.deepEqual(fs.readdirSync(mine).sort(), ['meta.json', 'notes.md', 'tokenizer.json', 'train.npy', 'val.npy']);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('defect: leftovers in the dataset cache (a folder without meta.json, dead builds) are removed at the next start', async () => {
+  const dir = tmpDir();
+  const saved = process.env.POCKETLM_CACHE;
+  process.env.POCKETLM_CACHE = path.join(dir, 'cache');
+  try {
+    sampleStories(dir, 'train.txt', 'train-00.txt', 60);
+    const root = path.join(dir, 'cache', 'datasets');
+    // what a failed or killed prepare of an earlier version left: token files, no meta.json
+    const half = path.join(root, '0123456789abcdef');
+    fs.mkdirSync(half, { recursive: true });
+    fs.writeFileSync(path.join(half, 'val.npy'), 'x');
+    fs.writeFileSync(path.join(half, 'train.npy'), 'x');
+    // a build killed midway (its pid cannot exist) inside a folder, and a temp file beside them
+    const killed = path.join(root, 'fedcba9876543210');
+    fs.mkdirSync(path.join(killed, '.prepare-999999999-abc'), { recursive: true });
+    fs.writeFileSync(path.join(killed, '.prepare-999999999-abc', 'val.npy'), 'x');
+    fs.writeFileSync(path.join(root, '.meta.json.tmp-999999999-abc'), 'x');
+    // a build in progress right now (this process) is left alone
+    const live = path.join(root, 'aaaaaaaaaaaaaaaa');
+    fs.mkdirSync(path.join(live, `.prepare-${process.pid}-abc`), { recursive: true });
+    const old = new Date(Date.now() - 3600_000);
+    for (const d of [half, killed, live]) fs.utimesSync(d, old, old);
+    const r = await prepareDataset({ data: [path.join(dir, 'train.txt')], vocabSize: 300, tokenizerApi: byteTokenizerApi(), valFraction: 0.1 });
+    assert.equal(path.dirname(r.dir), root);
+    assert.deepEqual(fs.readdirSync(root).sort(), [path.basename(live), path.basename(r.dir)].sort());
+    assert.deepEqual(fs.readdirSync(r.dir).sort(), ['meta.json', 'tokenizer.json', 'train.npy', 'val.npy']);
+  } finally {
+    if (saved === undefined) delete process.env.POCKETLM_CACHE; else process.env.POCKETLM_CACHE = saved;
+    fs.rmSync(dir, { recursive: true });
+  }
+});

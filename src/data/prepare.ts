@@ -3,16 +3,22 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { UserError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
-import { describeWriteError, writeFileAtomicSync } from '../util/atomic.js';
+import { describeWriteError, fsyncDir, writeFileAtomicSync } from '../util/atomic.js';
+import { hasLiveTemp, removeStaleTemps, tempOwner } from './leftovers.js';
 import { NpyWriter, dtypeForVocab } from './npy.js';
 import { DATA_FORMAT_VERSION, pocketlmVersion, readMeta, type DatasetMeta, type SplitStats } from './meta.js';
 import { DEFAULT_VAL_FRACTION, docKey, isValKey, keyFraction } from './split.js';
 import { detach, expandPaths, fileSource, mobyDickSource, type DocSource } from './sources.js';
-import { downloadTinyStories, DEFAULT_MAX_TRAIN_MB } from './download.js';
+import { downloadTinyStories, DownloadError, DEFAULT_MAX_TRAIN_MB, type TinyStoriesFiles } from './download.js';
+import { tinystoriesSampleSources } from './bundled.js';
 import { defaultTokenizerApi, type DataTokenizer, type TokenizerApi } from './tokenizer-api.js';
 
+/** Named datasets: TinyStories (downloaded; the bundled sample without network), its bundled sample, Moby Dick (bundled). */
+export const DATASET_NAMES = ['tinystories', 'tinystories-sample', 'moby-dick'] as const;
+export type DatasetName = (typeof DATASET_NAMES)[number];
+
 export interface PrepareOptions {
-  dataset?: 'tinystories' | 'moby-dick';
+  dataset?: DatasetName;
   data?: string[];
   val?: string[];
   vocabSize: number;
@@ -33,16 +39,26 @@ export interface PrepareOptions {
   tokenizerApi?: TokenizerApi;
 }
 
-export interface PrepareProgress { phase: string; done: number; total: number }
+/**
+ * Progress of a phase; `notice`, when present, is one line for the user (e.g. that the
+ * bundled TinyStories sample replaces a failed download), printed by the caller.
+ */
+export interface PrepareProgress { phase: string; done: number; total: number; notice?: string }
 export type ProgressFn = (ev: PrepareProgress) => void;
 
-export interface PreparedDataset { dir: string; meta: DatasetMeta; reused: boolean }
+export interface PreparedDataset {
+  dir: string;
+  meta: DatasetMeta;
+  reused: boolean;
+  /** The named dataset these files hold: 'tinystories-sample' when tinystories fell back on it. */
+  datasetUsed?: DatasetName;
+}
 
 const DEFAULT_TOKENIZER_TRAIN_MB = 20;
 /** Documents are tokenized and written in batches of about this many UTF-16 units. */
 const BATCH_CHARS = 4 << 20;
 
-interface ResolvedSources { train: DocSource[]; val: DocSource[]; description: string }
+interface ResolvedSources { train: DocSource[]; val: DocSource[]; description: string; datasetUsed?: DatasetName }
 
 /**
  * Turns text into train.npy / val.npy / meta.json / tokenizer.json in one folder, streaming
@@ -58,19 +74,60 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   const fingerprint = fingerprintOf(opts, sources, valFraction, tokTrainMb);
   const dir = path.resolve(opts.out ?? path.join(cacheDir(), 'datasets', fingerprint.slice(0, 16)));
 
+  if (!opts.out) sweepDatasetCache(path.dirname(dir));
   if (!opts.force) {
     const existing = reusable(dir, fingerprint);
-    if (existing) return { dir, meta: existing, reused: true };
+    if (existing) return { dir, meta: existing, reused: true, datasetUsed: sources.datasetUsed };
   }
+  const created = !fs.existsSync(dir);
+  // Built in a temp folder inside dir (named with our pid), moved into place when complete:
+  // a failure leaves dir as it was, a kill leaves a temp folder the next start removes.
+  const build = path.join(dir, `.prepare-${process.pid}-${Date.now().toString(36)}`);
   try {
     fs.mkdirSync(dir, { recursive: true });
+    removeStaleTemps(dir);
+    fs.mkdirSync(build);
   } catch (e) {
     throw describeWriteError(e, dir);
   }
-  removeStaleTemps(dir);
-  // An old meta.json must not vouch for half-replaced token files.
-  try { fs.rmSync(path.join(dir, 'meta.json'), { force: true }); } catch (e) { throw describeWriteError(e, path.join(dir, 'meta.json')); }
+  try {
+    const meta = await buildDataset(build, opts, sources, fingerprint, valFraction, tokTrainMb, report);
+    installDataset(build, dir);
+    return { dir, meta, reused: false, datasetUsed: sources.datasetUsed };
+  } catch (e) {
+    try {
+      fs.rmSync(build, { recursive: true, force: true });
+      if (created && fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
+    } catch { /* the error being reported matters more than litter, which the next start removes */ }
+    // Name the files where they were going, not the temp folder that no longer exists.
+    if (e instanceof UserError) e.message = e.message.split(build).join(dir);
+    throw e;
+  }
+}
 
+/** Files of a prepared dataset; meta.json is written last and vouches for the others. */
+const DATASET_FILES = ['train.npy', 'val.npy', 'tokenizer.json'] as const;
+
+/**
+ * Moves a finished build into dir: the old meta.json goes first (it must not vouch for a mix
+ * of old and new files), meta.json comes last. Other files in dir (a user's --out folder) stay.
+ */
+function installDataset(build: string, dir: string): void {
+  try {
+    fs.rmSync(path.join(dir, 'meta.json'), { force: true });
+    for (const f of DATASET_FILES) fs.renameSync(path.join(build, f), path.join(dir, f));
+    fs.renameSync(path.join(build, 'meta.json'), path.join(dir, 'meta.json'));
+    fsyncDir(dir);
+    fs.rmdirSync(build);
+  } catch (e) {
+    throw describeWriteError(e, dir);
+  }
+}
+
+/** Writes train.npy, val.npy, tokenizer.json and (last) meta.json into dir; returns the meta. */
+async function buildDataset(
+  dir: string, opts: PrepareOptions, sources: ResolvedSources, fingerprint: string, valFraction: number, tokTrainMb: number, report: ProgressFn,
+): Promise<DatasetMeta> {
   const explicitVal = sources.val.length > 0;
 
   // Pass 1 over train: which documents go to validation, and the text a new tokenizer learns from.
@@ -109,7 +166,9 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
   const trainStats = await writeSplit(path.join(dir, 'train.npy'), dtype, tok, api, opts.threads, sources.train,
     (k) => !isVal(k), scan.total - scan.valCount, 'tokenize train', report);
   if (valStats.documents === 0) throw new UserError(`no validation documents found in ${sources.val.map((s) => s.name).join(', ')}`);
-  if (trainStats.documents === 0) throw new UserError(`no train documents left in ${sources.description} after removing validation documents`);
+  if (trainStats.documents === 0) {
+    throw new UserError(`no train documents left in ${sources.description} after removing validation documents (all ${scan.total} are also in the validation set)`);
+  }
 
   writeFileAtomicSync(path.join(dir, 'tokenizer.json'), `${JSON.stringify(tok.toJSON(), null, 2)}\n`);
   const meta: DatasetMeta = {
@@ -127,32 +186,38 @@ export async function prepareDataset(opts: PrepareOptions, progress?: ProgressFn
     splits: { train: trainStats, val: valStats },
   };
   writeFileAtomicSync(path.join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-  return { dir, meta, reused: false };
+  return meta;
 }
 
 /**
- * Temp files left by a prepare that was killed (`.<name>.tmp-<pid>-<time>`, see util/atomic.ts):
- * removed when their process is gone, so an interrupted run leaves no litter behind for long.
+ * Cleans the dataset cache of what killed or failed runs left: temp files and build folders of
+ * dead processes, and folders without meta.json (not a dataset: an earlier version's failed
+ * prepare, or a kill while a build was moved into place). A folder younger than a minute or
+ * with a live build inside is left alone: another process may be filling it right now.
  */
-function removeStaleTemps(dir: string): void {
-  for (const name of fs.readdirSync(dir)) {
-    const m = /^\..+\.tmp-(\d+)-[0-9a-z]+$/.exec(name);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    let alive = pid === process.pid;
-    if (!alive) {
-      try { process.kill(pid, 0); alive = true; } catch (e) { alive = (e as NodeJS.ErrnoException).code === 'EPERM'; }
+function sweepDatasetCache(root: string): void {
+  if (!fs.existsSync(root)) return;
+  removeStaleTemps(root);
+  for (const e of fs.readdirSync(root, { withFileTypes: true })) {
+    if (!e.isDirectory() || tempOwner(e.name) !== null) continue;
+    const sub = path.join(root, e.name);
+    try {
+      const young = Date.now() - fs.statSync(sub).mtimeMs < 60_000;
+      removeStaleTemps(sub);
+      if (young || fs.existsSync(path.join(sub, 'meta.json')) || hasLiveTemp(sub)) continue;
+      fs.rmSync(sub, { recursive: true, force: true });
+    } catch (err) {
+      throw describeWriteError(err, sub);
     }
-    if (!alive) fs.rmSync(path.join(dir, name), { force: true });
   }
 }
 
 function validateOptions(opts: PrepareOptions): void {
   const hasData = (opts.data?.length ?? 0) > 0;
-  if (!opts.dataset && !hasData) throw new UserError('say what to prepare: --dataset tinystories|moby-dick or --data PATH...');
+  if (!opts.dataset && !hasData) throw new UserError(`say what to prepare: --dataset ${DATASET_NAMES.join('|')} or --data PATH...`);
   if (opts.dataset && hasData) throw new UserError('give either --dataset or --data, not both');
-  if (opts.dataset && opts.dataset !== 'tinystories' && opts.dataset !== 'moby-dick') {
-    throw new UserError(`unknown dataset "${String(opts.dataset)}" (known: tinystories, moby-dick)`);
+  if (opts.dataset && !(DATASET_NAMES as readonly string[]).includes(opts.dataset)) {
+    throw new UserError(`unknown dataset "${String(opts.dataset)}" (known: ${DATASET_NAMES.join(', ')})`);
   }
   if (!opts.tokenizer && !(Number.isInteger(opts.vocabSize) && opts.vocabSize >= 258 && opts.vocabSize <= 1 << 20)) {
     throw new UserError(`the vocabulary of the BPE tokenizer to train must be a whole number from 258 to ${1 << 20}, got ${opts.vocabSize}`);
@@ -162,17 +227,36 @@ function validateOptions(opts: PrepareOptions): void {
   }
 }
 
+function sampleSources(val: DocSource[]): ResolvedSources & { summary: string } {
+  const s = tinystoriesSampleSources();
+  return { train: [s.train], val: val.length ? val : [s.val], description: s.description, datasetUsed: 'tinystories-sample', summary: s.summary };
+}
+
 async function resolveSources(opts: PrepareOptions, report: ProgressFn): Promise<ResolvedSources> {
   const val = (opts.val?.length ? expandPaths(opts.val) : []).map(fileSource);
   if (opts.dataset === 'moby-dick') {
     const src = mobyDickSource();
-    return { train: [src], val, description: src.name };
+    return { train: [src], val, description: src.name, datasetUsed: 'moby-dick' };
   }
+  if (opts.dataset === 'tinystories-sample') return sampleSources(val);
   if (opts.dataset === 'tinystories') {
     const maxMb = opts.maxTrainMb ?? DEFAULT_MAX_TRAIN_MB;
-    const files = await downloadTinyStories({ maxTrainMb: maxMb, onProgress: report });
+    let files: TinyStoriesFiles;
+    try {
+      files = await downloadTinyStories({ maxTrainMb: maxMb, onProgress: report });
+    } catch (e) {
+      // No network (or a download that failed or was refused, with nothing cached): the
+      // sample inside the package still gives real TinyStories to train on, said in one line.
+      if (!(e instanceof DownloadError)) throw e;
+      const s = sampleSources(val);
+      report({
+        phase: 'use the bundled TinyStories sample', done: 0, total: 0,
+        notice: `TinyStories could not be downloaded (${e.reason}): using the TinyStories sample bundled with pocketlm instead (${s.summary}); for the full data, run again when online with --dataset tinystories`,
+      });
+      return s;
+    }
     const vs = val.length ? val : [fileSource(files.val)];
-    return { train: [fileSource(files.train)], val: vs, description: `TinyStories V2 (first ${maxMb} MB of train, ${files.valName})` };
+    return { train: [fileSource(files.train)], val: vs, description: `TinyStories V2 (first ${maxMb} MB of train, ${files.valName})`, datasetUsed: 'tinystories' };
   }
   const train = expandPaths(opts.data ?? []).map(fileSource);
   return { train, val, description: train.map((s) => s.name).join(', ') };

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { UserError } from '../util/errors.js';
-import { firstInvalidUtf8 } from './utf8.js';
+import { checkLocalText, EOT_TEXT, textChunks } from './text-check.js';
+
+export { checkNotBinary, EOT_TEXT, textChunks } from './text-check.js';
 
 /**
  * Where documents come from. A source yields documents one at a time (a generator that
@@ -22,10 +24,6 @@ export interface DocSource {
   docs(): Generator<string>;
 }
 
-export const EOT_TEXT = '<|endoftext|>';
-const CHUNK_BYTES = 4 << 20;
-/** How much of a file's start is checked for binary content. */
-const SNIFF_BYTES = 64 << 10;
 
 export type SplitRule = 'endoftext' | 'blank-lines' | 'jsonl';
 
@@ -40,7 +38,7 @@ export function fileSource(file: string): DocSource {
   }
   if (!st.isFile()) throw new UserError(`${file} is not a file`);
   if (st.size === 0) throw new UserError(`${file} is empty`);
-  checkNotBinary(abs);
+  checkLocalText(abs);
   const rule: SplitRule = abs.toLowerCase().endsWith('.jsonl') ? 'jsonl' : hasEotLine(abs) ? 'endoftext' : 'blank-lines';
   return {
     name: `${abs} (${rule})`,
@@ -82,24 +80,6 @@ export function mobyDickSource(): DocSource {
     chapters.map((c) => c.text));
 }
 
-/** Rejects files that look binary: a NUL byte, or more than 5% control bytes, in the first 64 KB. */
-export function checkNotBinary(file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(SNIFF_BYTES);
-    const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    let control = 0;
-    for (let i = 0; i < n; i++) {
-      const c = buf[i]!;
-      if (c === 0) throw new UserError(`${file} looks like a binary file (NUL byte at offset ${i}), not text`);
-      if (c < 32 && c !== 9 && c !== 10 && c !== 13 && c !== 12) control++;
-    }
-    if (control > 0.05 * n) throw new UserError(`${file} looks like a binary file (${control} control bytes in the first ${n}), not text`);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** True when some line of the file is exactly `<|endoftext|>` (the TinyStories layout). */
 export function hasEotLine(file: string): boolean {
   for (const text of textChunks(file)) {
@@ -121,59 +101,19 @@ function isEotLineAt(text: string, at: number): boolean {
   return e === text.length || text[e] === '\n';
 }
 
-/**
- * The file as decoded strings, each ending at a newline (except possibly the last), so
- * no line and no UTF-8 sequence is ever split between two chunks. Invalid UTF-8 is a
- * UserError naming the file and the byte offset.
- */
-export function* textChunks(file: string): Generator<string> {
-  const fd = fs.openSync(file, 'r');
-  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
-  try {
-    const buf = Buffer.alloc(CHUNK_BYTES);
-    let carry = Buffer.alloc(0);
-    let pos = 0; // file offset of carry[0]
-    let first = true;
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      const data = carry.length ? Buffer.concat([carry, buf.subarray(0, n)]) : buf.subarray(0, n);
-      const eof = n === 0;
-      let cut = eof ? data.length : data.lastIndexOf(10) + 1;
-      if (!eof && cut === 0) {
-        // no newline yet: keep reading, unless the line is huge (then cut at a UTF-8 boundary)
-        if (data.length < 4 * CHUNK_BYTES) { carry = Buffer.from(data); continue; }
-        cut = data.length;
-        while (cut > 0 && (data[cut - 1]! & 0xc0) === 0x80) cut--;
-        if (cut > 0 && data[cut - 1]! >= 0xc0) cut--;
-      }
-      const piece = data.subarray(0, cut);
-      if (piece.length > 0) {
-        let text: string;
-        try {
-          text = decoder.decode(piece);
-        } catch {
-          const bad = firstInvalidUtf8(piece);
-          throw new UserError(`${file} is not valid UTF-8 (byte offset ${pos + Math.max(bad, 0)})`);
-        }
-        if (first && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-        first = false;
-        yield text;
-      }
-      pos += cut;
-      carry = Buffer.from(data.subarray(cut));
-      if (eof) break;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 function* fileDocs(file: string, rule: SplitRule): Generator<string> {
   if (rule === 'jsonl') { yield* jsonlDocs(file); return; }
-  // The separator must be a whole line; chunks end at newlines, so a separator is never split.
+  yield* chunkDocs(textChunks(file), rule);
+}
+
+/**
+ * Documents of a text given as chunks that each end at a newline (or the end), separated by
+ * `<|endoftext|>` lines or blank lines. A separator never straddles two chunks.
+ */
+export function* chunkDocs(chunks: Iterable<string>, rule: 'endoftext' | 'blank-lines'): Generator<string> {
   const sep = rule === 'endoftext' ? /(?:^|\n)[ \t]*<\|endoftext\|>[ \t\r]*(?=\n|$)/g : /\n[ \t\r]*\n(?:[ \t\r]*\n)*/g;
   let pending = '';
-  for (const chunk of textChunks(file)) {
+  for (const chunk of chunks) {
     const text = pending + chunk;
     let start = 0;
     sep.lastIndex = 0;

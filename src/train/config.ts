@@ -66,7 +66,7 @@ export const BPE_MAX_VOCAB = MAX_VOCAB;
 export const OPTIMIZERS = ['adamw', 'lion', 'sfadamw'] as const;
 export const SCHEDULES = ['cosine', 'linear', 'constant'] as const;
 export const BACKENDS = ['auto', 'wasm', 'native', 'js'] as const;
-export const DATASETS = ['tinystories', 'moby-dick'] as const;
+export const DATASETS = ['tinystories', 'tinystories-sample', 'moby-dick'] as const;
 
 const FIELDS = {
   model: {

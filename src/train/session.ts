@@ -127,7 +127,10 @@ export async function openSession(req: SessionRequest, onPrepare: (ev: PreparePr
       model.init(train.seed);
       truncateLog(paths.log, 0);
     }
-    writeFileAtomicSync(paths.config, stringifyConfig(cfg));
+    // A run that fell back on the bundled TinyStories sample (no network) says so in its config,
+    // so --resume reads the same data instead of trying the download again.
+    const used = dataset.datasetUsed && !cfg.data.paths.length && dataset.datasetUsed !== cfg.data.dataset ? dataset.datasetUsed : null;
+    writeFileAtomicSync(paths.config, stringifyConfig(used ? { ...cfg, data: { ...cfg.data, dataset: used } } : cfg));
     copyTokenizer(path.join(dataset.dir, 'tokenizer.json'), paths.tokenizer);
     const tokenizer = await loadTokenizer(paths.tokenizer);
 
