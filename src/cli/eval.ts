@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
-import { openRun, evaluateRun } from '../train/inference.js';
+import { openRun, parseCheckpointChoice, evaluateRun } from '../train/inference.js';
 import type { BackendChoice } from '../kernels/index.js';
 
 interface EvalFlags {
@@ -10,6 +10,7 @@ interface EvalFlags {
   json?: boolean;
   backend: string;
   threads?: string;
+  checkpoint: string;
 }
 
 function wholeNumber(flag: string, v: string): number {
@@ -28,16 +29,19 @@ export function registerEval(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('--backend <name>', 'auto | wasm | native | js', 'auto')
     .option('--threads <n>', 'kernel threads (default: one per core)')
+    .option('--checkpoint <which>', 'best (the lowest validation loss; the last when there is none yet) or last', 'best')
     .action(async (f: EvalFlags) => {
       const batches = f.batches === undefined ? undefined : wholeNumber('--batches', f.batches);
       const threads = f.threads === undefined ? undefined : wholeNumber('--threads', f.threads);
-      const run = await openRun(f.run, { backend: f.backend as BackendChoice, threads });
+      const checkpoint = parseCheckpointChoice('--checkpoint', f.checkpoint);
+      const run = await openRun(f.run, { backend: f.backend as BackendChoice, threads, checkpoint });
       try {
+        if (run.notice) console.error(`note: ${run.notice}`);
         const r = evaluateRun(run, { data: f.data, batches });
         if (f.json) {
-          console.log(JSON.stringify({ run: f.run, step: run.manifest.step, source: r.source, windows: r.windows, val_loss: r.loss, val_bpb: r.bpb }));
+          console.log(JSON.stringify({ run: f.run, checkpoint: run.checkpoint, step: run.manifest.step, source: r.source, windows: r.windows, val_loss: r.loss, val_bpb: r.bpb }));
         } else {
-          console.log(`run ${f.run} at step ${run.manifest.step}, ${r.windows} windows of ${run.config.model.seq_len} tokens from ${r.source}`);
+          console.log(`run ${f.run}, ${run.checkpoint} checkpoint at step ${run.manifest.step}, ${r.windows} windows of ${run.config.model.seq_len} tokens from ${r.source}`);
           console.log(`val loss ${r.loss.toFixed(4)} nats/token, ${r.bpb.toFixed(4)} bits/byte`);
         }
       } finally {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
-import { openRun, generateText } from '../train/inference.js';
+import { openRun, parseCheckpointChoice, generateText } from '../train/inference.js';
 import type { BackendChoice } from '../kernels/index.js';
 
 interface SampleFlags {
@@ -14,6 +14,7 @@ interface SampleFlags {
   all?: boolean;
   backend: string;
   threads?: string;
+  checkpoint: string;
 }
 
 function num(flag: string, v: string, ok: (n: number) => boolean, what: string): number {
@@ -36,6 +37,7 @@ export function registerSample(program: Command): void {
     .option('--all', 'keep going past <|endoftext|> (the end of a story)')
     .option('--backend <name>', 'auto | wasm | native | js', 'auto')
     .option('--threads <n>', 'kernel threads (default: one per core)')
+    .option('--checkpoint <which>', 'best (the lowest validation loss; the last when there is none yet) or last', 'best')
     .action(async (f: SampleFlags) => {
       const req = {
         prompt: f.prompt,
@@ -47,8 +49,10 @@ export function registerSample(program: Command): void {
         stopAtEnd: !f.all,
       };
       const threads = f.threads === undefined ? undefined : num('--threads', f.threads, (n) => Number.isInteger(n) && n >= 1, 'a whole number >= 1');
-      const run = await openRun(f.run, { backend: f.backend as BackendChoice, threads, batchSize: 1 });
+      const checkpoint = parseCheckpointChoice('--checkpoint', f.checkpoint);
+      const run = await openRun(f.run, { backend: f.backend as BackendChoice, threads, batchSize: 1, checkpoint });
       try {
+        if (run.notice) console.error(`note: ${run.notice}`);
         process.stdout.write(req.prompt);
         for (const piece of generateText(run, req)) process.stdout.write(piece);
         process.stdout.write('\n');
