@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openRun, generateText } from '../train/inference.js';
+import { openRun, parseCheckpointChoice, generateText } from '../train/inference.js';
 import { BACKENDS } from '../train/config.js';
 import { choiceFlag, intFlag, MAX_THREADS, numberFlag as num, optional } from './flags.js';
 
@@ -14,6 +14,7 @@ interface SampleFlags {
   all?: boolean;
   backend: string;
   threads?: string;
+  checkpoint: string;
 }
 
 export function registerSample(program: Command): void {
@@ -30,6 +31,7 @@ export function registerSample(program: Command): void {
     .option('--all', 'keep going past <|endoftext|> (the end of a story)')
     .option('--backend <name>', 'auto | wasm | native | js', 'auto')
     .option('--threads <n>', 'kernel threads (default: one per core)')
+    .option('--checkpoint <which>', 'best (the lowest validation loss; the last when there is none yet) or last', 'best')
     .action(async (f: SampleFlags) => {
       const req = {
         prompt: f.prompt,
@@ -42,8 +44,10 @@ export function registerSample(program: Command): void {
       };
       const backend = choiceFlag('--backend', f.backend, BACKENDS);
       const threads = optional(f.threads, (v) => intFlag('--threads', v, 1, MAX_THREADS));
-      const run = await openRun(f.run, { backend, threads, batchSize: 1 });
+      const checkpoint = parseCheckpointChoice('--checkpoint', f.checkpoint);
+      const run = await openRun(f.run, { backend, threads, batchSize: 1, checkpoint });
       try {
+        if (run.notice) console.error(`note: ${run.notice}`);
         process.stdout.write(req.prompt);
         for (const piece of generateText(run, req)) process.stdout.write(piece);
         process.stdout.write('\n');

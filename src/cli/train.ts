@@ -138,22 +138,39 @@ function describeStart(ev: Extract<TrainEvent, { type: 'start' }>): string[] {
   ];
 }
 
+/** One line for a rollback after a divergence. */
+function describeRollback(ev: Extract<TrainEvent, { type: 'rollback' }>): string {
+  const r = ev.rollback;
+  return `step ${r.step}: ${r.reason}; rolled back to step ${r.to_step}, learning rate x${r.lr_scale} from now on (rollback ${r.rollbacks} of at most ${ev.maxRollbacks})`;
+}
+
+function describeBudget(b: { time_seconds: number; steps: number; seconds_per_step: number; step: number }): string {
+  return `time budget of ${b.time_seconds} s became ${formatCount(b.steps)} steps (${b.seconds_per_step.toFixed(3)} s per step measured up to step ${b.step}); the schedule and the stop follow the steps from now on`;
+}
+
 function report(r: TrainResult): string[] {
-  const lines = [`stopped after step ${r.step} (${r.stopReason === 'signal' ? 'interrupted' : r.stopReason === 'time' ? 'time budget used' : 'step count reached'}), ${formatCount(r.tokens)} tokens in ${formatDuration(r.elapsedSeconds)}`];
+  const why = r.stopReason === 'signal' ? 'interrupted' : r.stopReason === 'time' ? 'time budget used' : 'step count reached';
+  const lines = [`stopped after step ${r.step} (${why}), ${formatCount(r.tokens)} tokens in ${formatDuration(r.elapsedSeconds)}`];
+  if (r.stepBudget) lines.push(`time budget of ${r.stepBudget.time_seconds} s became ${formatCount(r.stepBudget.steps)} steps (measured at step ${r.stepBudget.at_step})`);
+  if (r.rollbacks > 0) lines.push(`${r.rollbacks} rollback${r.rollbacks === 1 ? '' : 's'} after a divergence; learning rate x${r.lrScale}`);
   if (r.stopReason === 'signal') {
     lines.push(`checkpoint saved in ${r.runDir}; continue with: pocketlm train --out ${JSON.stringify(r.runDir)} --resume`);
     return lines;
   }
   lines.push('', `${'validation (same split)'.padEnd(38)} nats/token   bits/byte`);
   const row = (name: string, nats: number, bpb: number) => `  ${name.padEnd(36)} ${nats.toFixed(4).padStart(10)}  ${bpb.toFixed(4).padStart(10)}`;
-  lines.push(row('this model', r.valLoss!, r.valBpb!));
+  if (r.best) lines.push(row(`this model, best (step ${r.best.step})`, r.best.valLoss, r.best.valBpb));
+  lines.push(row(`this model, last (step ${r.step})`, r.valLoss!, r.valBpb!));
   if (r.baselines) {
     for (const k of ['trigram', 'bigram', 'unigram', 'uniform'] as const) {
       const e = r.baselines[k];
       lines.push(row(`${k}${e.smoothing ? ` (${e.smoothing})` : ''}`, e.nats, e.bpb));
     }
   }
-  lines.push('', `weights: ${path.join(r.runDir, 'checkpoint.json')}; try: pocketlm sample --run ${JSON.stringify(r.runDir)}`);
+  lines.push('');
+  if (r.best) lines.push(`best weights: ${path.join(r.runDir, 'best')} (step ${r.best.step}); last: ${path.join(r.runDir, 'checkpoint.json')} (step ${r.step})`);
+  else lines.push(`weights: ${path.join(r.runDir, 'checkpoint.json')}`);
+  lines.push(`try: pocketlm sample --run ${JSON.stringify(r.runDir)}${r.best ? ' (the best checkpoint; --checkpoint last for the last)' : ''}`);
   return lines;
 }
 
@@ -202,6 +219,7 @@ export function registerTrain(program: Command): void {
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
 
+      let budgetSteps = 0;
       let lastPhase = '';
       let phaseStart = Date.now();
       const onEvent = (ev: TrainEvent): void => {
@@ -222,7 +240,7 @@ export function registerTrain(program: Command): void {
           case 'step': {
             const r = ev.record;
             const text =
-              `step ${r.step}${config.train.steps > 0 ? `/${config.train.steps}` : ''} | loss ${r.loss.toFixed(4)} | lr ${r.lr.toExponential(2)} | ` +
+              `step ${r.step}${budgetSteps > 0 ? `/${budgetSteps}` : config.train.steps > 0 ? `/${config.train.steps}` : ''} | loss ${r.loss.toFixed(4)} | lr ${r.lr.toExponential(2)} | ` +
               `gnorm ${r.grad_norm.toFixed(2)} | ${formatCount(Math.round(r.tokens_per_second))} tok/s | ${formatDuration(r.elapsed)}` +
               (ev.etaSeconds === null ? '' : ` | ETA ${formatDuration(ev.etaSeconds)}`);
             if (status.isTTY) status.update(text);
@@ -230,7 +248,14 @@ export function registerTrain(program: Command): void {
             break;
           }
           case 'eval':
-            status.line(`step ${ev.record.step}: val loss ${ev.record.val_loss!.toFixed(4)} nats/token, ${ev.record.val_bpb!.toFixed(4)} bits/byte`);
+            status.line(`step ${ev.record.step}: val loss ${ev.record.val_loss!.toFixed(4)} nats/token, ${ev.record.val_bpb!.toFixed(4)} bits/byte${ev.best ? ' (best so far, saved)' : ''}`);
+            break;
+          case 'rollback':
+            status.line(describeRollback(ev));
+            break;
+          case 'budget':
+            budgetSteps = config.train.steps > 0 ? Math.min(config.train.steps, ev.budget.steps) : ev.budget.steps;
+            status.line(describeBudget(ev.budget));
             break;
           case 'samples':
             // one line per sample: newlines shown as " / ", other control characters dropped

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadCheckpoint, readManifest, saveCheckpoint, type CheckpointState, type TensorSlot, type WriteFile } from './checkpoint.js';
+import {
+  bestCheckpointDir, loadCheckpoint, readBestManifest, readManifest, saveBestCheckpoint, saveCheckpoint, type CheckpointState, type TensorSlot, type WriteFile,
+} from './checkpoint.js';
 import { writeFileAtomicSync, tempPathFor } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
 
@@ -92,6 +94,49 @@ test('a crash at any point of a checkpoint write leaves the previous checkpoint 
     assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('ckpt-')), ['ckpt-000030']);
     fs.rmSync(dir, { recursive: true });
   }
+});
+
+test('the best checkpoint: weights only in best/, beside the run\'s own; a crash mid-write keeps the previous best', () => {
+  const dir = tmpRun();
+  saveCheckpoint(dir, MODEL, buffers(1), state(10));
+  const first = buffers(2);
+  saveBestCheckpoint(dir, MODEL, first, { ...state(8), val_loss: 2.5, val_bpb: 1.2 });
+  const m = readBestManifest(dir)!;
+  assert.equal(m.step, 8);
+  assert.equal(m.val_loss, 2.5);
+  assert.equal(m.val_bpb, 1.2);
+  assert.deepEqual(Object.keys(m.files), ['model.safetensors']);
+  assert.deepEqual(fs.readdirSync(bestCheckpointDir(dir)).sort(), ['checkpoint.json', 'ckpt-000008']);
+  // the run's own checkpoint is untouched
+  assert.equal(restore(dir).m!.step, 10);
+  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('ckpt-')), ['ckpt-000010']);
+  // it loads as weights; resuming from it is refused in one line
+  const w = { tensors: TENSORS, weights: new Float32Array(8) };
+  loadCheckpoint(bestCheckpointDir(dir), MODEL, w);
+  assert.deepEqual(w.weights, first.weights);
+  refused(() => restore(bestCheckpointDir(dir)), /holds weights only \(no optimizer state\)/);
+  // a crash at either write (weights, manifest) leaves the previous best in place and loadable
+  for (let k = 0; k < 2; k++) {
+    let calls = 0;
+    const crashing: WriteFile = (target, bytes) => {
+      if (calls++ === k) {
+        const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+        fs.writeFileSync(tempPathFor(target), b.subarray(0, b.length >> 1));
+        throw new Error('simulated crash');
+      }
+      writeFileAtomicSync(target, bytes);
+    };
+    assert.throws(() => saveBestCheckpoint(dir, MODEL, buffers(9), { ...state(20), val_loss: 2.0, val_bpb: 1.0 }, crashing), /simulated crash/);
+    assert.equal(readBestManifest(dir)!.step, 8, `crash at write ${k}`);
+    const again = { tensors: TENSORS, weights: new Float32Array(8) };
+    loadCheckpoint(bestCheckpointDir(dir), MODEL, again);
+    assert.deepEqual(again.weights, first.weights);
+  }
+  // the next best replaces it and cleans up the half-written folder
+  saveBestCheckpoint(dir, MODEL, buffers(3), { ...state(30), val_loss: 1.9, val_bpb: 0.9 });
+  assert.equal(readBestManifest(dir)!.step, 30);
+  assert.deepEqual(fs.readdirSync(bestCheckpointDir(dir)).filter((n) => n.startsWith('ckpt-')), ['ckpt-000030']);
+  fs.rmSync(dir, { recursive: true });
 });
 
 test('NaN or Inf in any buffer: nothing is written, the good checkpoint stays', () => {

@@ -6,6 +6,7 @@ import { UserError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/atomic.js';
 import { decodeSafetensors, encodeSafetensors, type StFile } from './safetensors.js';
 import { checkpointFolderName, isCheckpointFolderName, runPaths } from './run.js';
+import type { StepBudget } from './schedule.js';
 
 /** Where one named parameter lives in the flat buffer (the model's ParamTensor has these fields). */
 export interface TensorSlot {
@@ -30,6 +31,16 @@ export interface CheckpointState {
   optim_scalars: Record<string, number>;
   /** Identifies the prepared dataset (folder and tokenizer hash), to refuse resuming on other data. */
   dataset: { dir: string; tokenizer_hash: string };
+  /** Learning-rate multiplier left by rollbacks (absent: 1) and the rollbacks so far (absent: 0). */
+  lr_scale?: number;
+  rollbacks?: number;
+  /** The spike detector's running average of the training loss (absent: not started). */
+  loss_average?: { ema: number; count: number };
+  /** A time budget turned into steps (absent: not measured yet, or no time budget). */
+  step_budget?: StepBudget;
+  /** Validation loss and bits per byte of these weights (the best checkpoint has them). */
+  val_loss?: number;
+  val_bpb?: number;
 }
 
 export interface CheckpointManifest extends CheckpointState {
@@ -46,8 +57,8 @@ export interface CheckpointBuffers {
   tensors: readonly TensorSlot[];
   /** Weights to export: the evaluation weights (Schedule-Free's x), else the training weights. */
   weights: FloatArray;
-  /** Named optimizer state buffers, each laid out like the parameters. */
-  optimState: Readonly<Record<string, FloatArray>>;
+  /** Named optimizer state buffers, each laid out like the parameters; absent: weights only (the best checkpoint). */
+  optimState?: Readonly<Record<string, FloatArray>>;
   /** Training weights when they differ from `weights` (Schedule-Free's y); saved with the optimizer state. */
   trainWeights?: FloatArray;
 }
@@ -88,7 +99,8 @@ export function saveCheckpoint(
   state: CheckpointState,
   writeFile: WriteFile = writeFileAtomicSync,
 ): CheckpointManifest {
-  const named: [string, FloatArray][] = [['weights', bufs.weights], ...Object.entries(bufs.optimState)];
+  const optimState = bufs.optimState ?? {};
+  const named: [string, FloatArray][] = [['weights', bufs.weights], ...Object.entries(optimState)];
   if (bufs.trainWeights) named.push(['training weights', bufs.trainWeights]);
   for (const [what, buf] of named) {
     if (!allFinite(buf)) throw new Error(`refusing to checkpoint step ${state.step}: ${what} contain NaN or Inf`);
@@ -101,21 +113,21 @@ export function saveCheckpoint(
   fs.mkdirSync(folderPath, { recursive: true });
 
   const modelBytes = encodeWeights(bufs.tensors, bufs.weights, { format: 'pt', step: String(state.step) });
-  const optimTensors = Object.entries(bufs.optimState).map(([k, v]) => ({ name: k, shape: [v.length], data: v }));
-  if (bufs.trainWeights) optimTensors.push({ name: TRAIN_WEIGHTS, shape: [bufs.trainWeights.length], data: bufs.trainWeights });
-  const optimBytes = encodeSafetensors(optimTensors, { optimizer: state.optimizer, step: String(state.step) });
-
   writeFile(path.join(folderPath, MODEL_FILE), modelBytes);
-  writeFile(path.join(folderPath, OPTIM_FILE), optimBytes);
+  const files: CheckpointManifest['files'] = { [MODEL_FILE]: { bytes: modelBytes.byteLength, sha256: sha256(modelBytes) } };
+  if (bufs.optimState) {
+    const optimTensors = Object.entries(optimState).map(([k, v]) => ({ name: k, shape: [v.length], data: v }));
+    if (bufs.trainWeights) optimTensors.push({ name: TRAIN_WEIGHTS, shape: [bufs.trainWeights.length], data: bufs.trainWeights });
+    const optimBytes = encodeSafetensors(optimTensors, { optimizer: state.optimizer, step: String(state.step) });
+    writeFile(path.join(folderPath, OPTIM_FILE), optimBytes);
+    files[OPTIM_FILE] = { bytes: optimBytes.byteLength, sha256: sha256(optimBytes) };
+  }
   const manifest: CheckpointManifest = {
     format: 'pocketlm-checkpoint',
     version: 1,
     ...state,
     folder,
-    files: {
-      [MODEL_FILE]: { bytes: modelBytes.byteLength, sha256: sha256(modelBytes) },
-      [OPTIM_FILE]: { bytes: optimBytes.byteLength, sha256: sha256(optimBytes) },
-    },
+    files,
     model: { ...model },
     created: new Date().toISOString(),
   };
@@ -220,6 +232,7 @@ export function loadCheckpoint(
       throw new UserError(`checkpoint in ${runDir} was trained with optimizer "${m.optimizer}" but the config says "${target.optimizer}"`);
     }
     const source = path.join(runDir, m.folder, OPTIM_FILE);
+    if (!m.files[OPTIM_FILE]) throw new UserError(`the checkpoint in ${runDir} holds weights only (no optimizer state): training cannot continue from it`);
     const optim = readVerified(runDir, m, OPTIM_FILE);
     for (const [k, buf] of Object.entries(target.optimState)) {
       const got = optim.tensors.get(k);
@@ -234,4 +247,31 @@ export function loadCheckpoint(
     }
   }
   return m;
+}
+
+/**
+ * The best checkpoint of a run: `<run>/best/`, laid out like the run's own checkpoint
+ * (`best/checkpoint.json` naming a complete `best/ckpt-NNNNNN/`, the manifest replaced last,
+ * so a crash keeps the previous best), with the weights only and the validation loss and bits
+ * per byte in the manifest. The trainer writes it at each evaluation that lowers the
+ * validation loss, and only then.
+ */
+export function bestCheckpointDir(runDir: string): string {
+  return path.join(runDir, 'best');
+}
+
+/** Saves the evaluation weights as the run's best; `state` carries their val_loss and val_bpb. */
+export function saveBestCheckpoint(
+  runDir: string,
+  model: ModelConfigLike,
+  bufs: { tensors: readonly TensorSlot[]; weights: FloatArray },
+  state: CheckpointState & { val_loss: number; val_bpb: number },
+  writeFile: WriteFile = writeFileAtomicSync,
+): CheckpointManifest {
+  return saveCheckpoint(bestCheckpointDir(runDir), model, { tensors: bufs.tensors, weights: bufs.weights }, state, writeFile);
+}
+
+/** The best checkpoint's manifest, or null when no evaluation has written one. */
+export function readBestManifest(runDir: string): CheckpointManifest | null {
+  return readManifest(bestCheckpointDir(runDir));
 }

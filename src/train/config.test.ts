@@ -174,3 +174,15 @@ test('edit distance and closest match', () => {
   assert.equal(closest('defualt', ['default', 'tiny']), 'default');
   assert.equal(closest('qqqqqqqq', ['default', 'tiny']), null);
 });
+
+test('divergence recovery keys: defaults, and values that would misfire are refused', () => {
+  const c = loadConfig({ preset: 'tiny' });
+  assert.equal(c.train.spike_factor, 3);
+  assert.equal(c.train.rollback_lr_factor, 0.5);
+  assert.equal(c.train.max_rollbacks, 3);
+  assert.equal(loadConfig({ preset: 'tiny', set: ['train.spike_factor=0'] }).train.spike_factor, 0);
+  throwsUser(() => loadConfig({ preset: 'tiny', set: ['train.spike_factor=1'] }), 'train.spike_factor must be 0 (off) or a number > 1, got 1 (number) in --set train.spike_factor=1');
+  throwsUser(() => loadConfig({ preset: 'tiny', set: ['train.rollback_lr_factor=0'] }), 'train.rollback_lr_factor must be a number in (0, 1]');
+  throwsUser(() => loadConfig({ preset: 'tiny', set: ['train.rollback_lr_factor=2'] }), 'train.rollback_lr_factor must be a number in (0, 1]');
+  throwsUser(() => loadConfig({ preset: 'tiny', set: ['train.max_rollbacks=-1'] }), 'train.max_rollbacks must be an integer >= 0');
+});

@@ -39,6 +39,9 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER): Field<z.ZodNumber> => 
 const positive = (): Field<z.ZodNumber> => ({ schema: z.number().positive(), expect: 'a number > 0' });
 const nonNegative = (): Field<z.ZodNumber> => ({ schema: z.number().min(0), expect: 'a number >= 0' });
 const unitOpen = (): Field<z.ZodNumber> => ({ schema: z.number().min(0).lt(1), expect: 'a number in [0, 1)' });
+const fraction = (): Field<z.ZodNumber> => ({ schema: z.number().gt(0).max(1), expect: 'a number in (0, 1]' });
+/** A factor that is either 0 (off) or above 1 (a factor of 1 or less would fire on every step). */
+const factorOrOff = () => ({ schema: z.union([z.literal(0), z.number().gt(1)]), expect: '0 (off) or a number > 1' });
 const bool = (): Field<z.ZodBoolean> => ({ schema: z.boolean(), expect: 'true or false' });
 const oneOf = <const T extends readonly [string, ...string[]]>(values: T) => ({
   schema: z.enum(values),
@@ -108,6 +111,17 @@ const FIELDS = {
     backend: withDefault(oneOf(BACKENDS), 'auto'),
     /** kernel threads; 0 = one per core */
     threads: withDefault(int(0, 256), 0),
+    /**
+     * a step whose training loss exceeds this factor of its recent average (after warmup,
+     * with 1 nat as the smallest average) is rolled back like a NaN; 0 = off. 3 is far above
+     * the batch-to-batch noise of normal training (at most 1.4x the average over 3,000 steps of
+     * 32-token batches on TinyStories) and below the loss of a diverging model.
+     */
+    spike_factor: withDefault(factorOrOff(), 3),
+    /** learning-rate multiplier applied at each rollback (kept for the rest of the run) */
+    rollback_lr_factor: withDefault(fraction(), 0.5),
+    /** rollbacks to the last good state before giving up; 0 = stop at the first divergence */
+    max_rollbacks: withDefault(int(0), 3),
   },
   optim: {
     name: oneOf(OPTIMIZERS),

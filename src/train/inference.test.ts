@@ -100,6 +100,8 @@ test('the sample and eval commands run from the folder alone and refuse bad inpu
     [['sample', '--run', path.join(work, 'nope')], /not a pocketlm run folder/],
     [['sample', '--run', runDir, '--temperature', '-1'], /--temperature must be a number >= 0/],
     [['eval', '--run', runDir, '--batches', 'x'], /--batches must be a whole number/],
+    [['eval', '--run', runDir, '--checkpoint', 'first'], /--checkpoint must be best or last, got "first"/],
+    [['sample', '--run', runDir, '--checkpoint', 'latest'], /--checkpoint must be best or last, got "latest"/],
   ] as const) {
     const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env });
     assert.equal(r.status, 1);
@@ -141,4 +143,35 @@ test('the memory plan of sample and eval matches the arena they use, and an over
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`^pocketlm: the run in .* needs [\\d.]+ TiB of memory \\(activations .* but the wasm32 arena holds at most 4\\.0 ${end}\n$`));
   }
+});
+
+test('best is the default checkpoint; a run without one falls back to the last and says so', async () => {
+  const run = await openRun(runDir, { backend: 'wasm', threads: 1 });
+  try {
+    assert.equal(run.checkpoint, 'best');
+    assert.equal(run.notice, null);
+    assert.equal(run.manifest.step, 40);
+  } finally {
+    await run.close();
+  }
+  // a run folder from before best/ existed (or stopped before its first evaluation)
+  const older = path.join(work, 'no-best');
+  fs.cpSync(runDir, older, { recursive: true });
+  fs.rmSync(path.join(older, 'best'), { recursive: true });
+  const fallback = await openRun(older, { backend: 'wasm', threads: 1 });
+  try {
+    assert.equal(fallback.checkpoint, 'last');
+    assert.match(fallback.notice!, /has no best checkpoint yet \(no evaluation has finished\); using the last checkpoint \(step 40\)$/);
+  } finally {
+    await fallback.close();
+  }
+  const env = { ...process.env };
+  const e = spawnSync(process.execPath, [BIN, 'eval', '--run', older, '--json', '--backend', 'wasm', '--threads', '1'], { encoding: 'utf8', env });
+  assert.equal(e.status, 0, e.stderr);
+  assert.match(e.stderr, /^note: .*has no best checkpoint yet.*\(step 40\)\n$/);
+  assert.deepEqual((JSON.parse(e.stdout) as { checkpoint: string; step: number }).checkpoint, 'last');
+  const l = spawnSync(process.execPath, [BIN, 'eval', '--run', runDir, '--checkpoint', 'last', '--backend', 'wasm', '--threads', '1'], { encoding: 'utf8', env });
+  assert.equal(l.status, 0, l.stderr);
+  assert.equal(l.stderr, '');
+  assert.match(l.stdout, /, last checkpoint at step 40,/);
 });

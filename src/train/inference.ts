@@ -10,11 +10,43 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { UserError } from '../util/errors.js';
 import { loadConfig, type RunConfig } from './config.js';
-import { loadCheckpoint, type CheckpointManifest } from './checkpoint.js';
+import { bestCheckpointDir, loadCheckpoint, readBestManifest, type CheckpointManifest } from './checkpoint.js';
 import { checkMemoryPlan, inferenceMemoryPlan } from './memory.js';
 import { meanLoss, sampleTokens, type SampleSettings } from './evaluate.js';
 import { runPaths } from './run.js';
 import { SeededRng } from './rng.js';
+
+/** Which weights of a run to use: the best evaluation's (<run>/best/) or the last checkpoint's. */
+export type CheckpointChoice = 'best' | 'last';
+export const CHECKPOINT_CHOICES: readonly CheckpointChoice[] = ['best', 'last'];
+
+/** Reads a --checkpoint value (`flag` names it in the error). */
+export function parseCheckpointChoice(flag: string, value: string): CheckpointChoice {
+  const v = value.trim();
+  if (!(CHECKPOINT_CHOICES as readonly string[]).includes(v)) throw new UserError(`${flag} must be ${CHECKPOINT_CHOICES.join(' or ')}, got "${value}"`);
+  return v as CheckpointChoice;
+}
+
+export interface ChosenCheckpoint {
+  /** The folder whose checkpoint.json to load: the run folder or its best/. */
+  dir: string;
+  which: CheckpointChoice;
+  /** Set when the choice fell back (best asked, none yet): one line for the user. */
+  notice: string | null;
+}
+
+/**
+ * Where the weights asked for are. `best` falls back to the last checkpoint when the run has no
+ * best yet (no evaluation finished, or a run from before best/ existed), saying so in `notice`.
+ * Shared by sample, eval and export.
+ */
+export function chooseCheckpoint(runDir: string, want: CheckpointChoice): ChosenCheckpoint {
+  if (want === 'best') {
+    if (readBestManifest(runDir)) return { dir: bestCheckpointDir(runDir), which: 'best', notice: null };
+    return { dir: runDir, which: 'last', notice: `${runDir} has no best checkpoint yet (no evaluation has finished); using the last checkpoint` };
+  }
+  return { dir: runDir, which: 'last', notice: null };
+}
 
 /** A trained run opened for sampling or evaluation: its config, tokenizer and checkpoint weights. */
 export interface OpenedRun {
@@ -24,6 +56,9 @@ export interface OpenedRun {
   model: GPT;
   tokenizer: Tokenizer;
   manifest: CheckpointManifest;
+  /** Which checkpoint the weights come from, and the fallback notice when it is not the one asked for. */
+  checkpoint: CheckpointChoice;
+  notice: string | null;
   /** Arena views for batches of ids (wasm/native kernels read only arena memory). */
   inputs: Int32Array;
   targets: Int32Array;
@@ -32,10 +67,13 @@ export interface OpenedRun {
 
 /**
  * Opens `runDir` with only what is inside it (config.toml, tokenizer.json, the checkpoint): the
- * weights are the evaluation weights (Schedule-Free's x). `batchSize` rows are planned
- * (default: the run's train.batch_size).
+ * weights are the evaluation weights (Schedule-Free's x) of the best checkpoint, or of the last
+ * with `checkpoint: 'last'`. `batchSize` rows are planned (default: the run's train.batch_size).
  */
-export async function openRun(runDir: string, opts: { backend?: BackendChoice; threads?: number; batchSize?: number }): Promise<OpenedRun> {
+export async function openRun(
+  runDir: string,
+  opts: { backend?: BackendChoice; threads?: number; batchSize?: number; checkpoint?: CheckpointChoice },
+): Promise<OpenedRun> {
   const paths = runPaths(runDir);
   if (!fs.existsSync(paths.config)) throw new UserError(`${runDir} is not a pocketlm run folder (no config.toml)`);
   const config = loadConfig({ file: paths.config });
@@ -43,15 +81,20 @@ export async function openRun(runDir: string, opts: { backend?: BackendChoice; t
   const tokenizer = await loadTokenizer(paths.tokenizer);
   const batchSize = opts.batchSize ?? config.train.batch_size;
   checkMemoryPlan(inferenceMemoryPlan(config, { batchSize, backend: opts.backend, threads: opts.threads }), { subject: `the run in ${runDir}` });
+  const chosen = chooseCheckpoint(runDir, opts.checkpoint ?? 'best');
   const backend = await createBackend({ backend: opts.backend ?? 'auto', threads: opts.threads });
   try {
     const model = new GPT(config.model, backend.kernels, backend.arena, batchSize);
-    const manifest = loadCheckpoint(runDir, config.model as unknown as Record<string, number | boolean | string>, { tensors: model.tensors, weights: model.params });
+    const manifest = loadCheckpoint(chosen.dir, config.model as unknown as Record<string, number | boolean | string>, { tensors: model.tensors, weights: model.params });
     if (!manifest) throw new UserError(`${runDir} has no checkpoint yet (train it first)`);
+    const notice = chosen.notice === null ? null : `${chosen.notice} (step ${manifest.step})`;
     const n = batchSize * config.model.seq_len;
     const inputs = backend.arena.ints(n);
     const targets = backend.arena.ints(n);
-    return { runDir, config, backend, model, tokenizer, manifest, inputs, targets, close: () => backend.dispose() };
+    return {
+      runDir, config, backend, model, tokenizer, manifest, checkpoint: chosen.which, notice, inputs, targets,
+      close: () => backend.dispose(),
+    };
   } catch (e) {
     await backend.dispose();
     throw e;

@@ -19,10 +19,43 @@ export interface LogRecord {
 }
 
 /**
- * Reads log.jsonl. A process killed mid-append can leave a torn last line: it is skipped,
- * as is anything that is not a record (the log is advisory; the checkpoint is the truth).
+ * What the trainer decided, logged between the step records: a rollback (the steps after
+ * `to_step` logged so far are discarded and redone) or the time budget turned into steps.
  */
-export function readLog(file: string): LogRecord[] {
+export interface RollbackEvent {
+  event: 'rollback';
+  /** The step that diverged (it was not taken). */
+  step: number;
+  /** The step of the good state the run went back to. */
+  to_step: number;
+  /** What was wrong, one clause ("the loss (NaN) is not finite"). */
+  reason: string;
+  /** Learning-rate multiplier from now on (the product of every rollback's factor). */
+  lr_scale: number;
+  /** Rollbacks so far in this run, this one included. */
+  rollbacks: number;
+}
+
+export interface BudgetEvent {
+  event: 'budget';
+  /** The step after which the time was turned into steps. */
+  step: number;
+  time_seconds: number;
+  /** The run stops after this many steps (it schedules its learning rate by them). */
+  steps: number;
+  seconds_per_step: number;
+}
+
+export type LogEvent = RollbackEvent | BudgetEvent;
+export type LogEntry = LogRecord | LogEvent;
+
+const isEvent = (e: LogEntry): e is LogEvent => typeof (e as LogEvent).event === 'string';
+
+/**
+ * Every entry of log.jsonl in order. A process killed mid-append can leave a torn last line:
+ * it is skipped, as is anything that is not an entry (the log is advisory; the checkpoint is the truth).
+ */
+export function readLogEntries(file: string): LogEntry[] {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -30,11 +63,11 @@ export function readLog(file: string): LogRecord[] {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
-  const out: LogRecord[] = [];
+  const out: LogEntry[] = [];
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     try {
-      const r = JSON.parse(line) as LogRecord;
+      const r = JSON.parse(line) as LogEntry;
       if (typeof r === 'object' && r !== null && typeof r.step === 'number') out.push(r);
     } catch {
       // torn line from a kill: ignore
@@ -44,15 +77,39 @@ export function readLog(file: string): LogRecord[] {
 }
 
 /**
- * Keeps only the records of steps <= `lastStep` (rewritten atomically). On resume, the steps
- * after the checkpoint are redone, so their old records would otherwise appear twice.
+ * The step records of the run as it stands: one per logged step, in order. Records that a
+ * later rollback discarded (steps after its to_step, logged before it) are left out.
  */
-export function truncateLog(file: string, lastStep: number): void {
-  const keep = readLog(file).filter((r) => r.step <= lastStep);
-  writeFileAtomicSync(file, keep.map((r) => JSON.stringify(r) + '\n').join(''));
+export function readLog(file: string): LogRecord[] {
+  const out: LogRecord[] = [];
+  for (const e of readLogEntries(file)) {
+    if (!isEvent(e)) out.push(e);
+    else if (e.event === 'rollback') while (out.length && out[out.length - 1]!.step > e.to_step) out.pop();
+  }
+  return out;
 }
 
-/** Appends records to log.jsonl, one line each, flushed to the OS at every write. */
+/** The rollback and budget events, in order. */
+export function readLogEvents(file: string): LogEvent[] {
+  return readLogEntries(file).filter(isEvent);
+}
+
+/**
+ * Keeps the entries up to the last one at a step <= `lastStep` (rewritten atomically): what
+ * was logged before the checkpoint at `lastStep` was taken. On resume the steps after the
+ * checkpoint are redone, so their old entries would otherwise appear twice. Entries are in
+ * time order and a checkpoint refreshes the rollback point, so nothing logged after the
+ * checkpoint has a step <= lastStep; records of steps > lastStep logged before it (then
+ * discarded by a rollback) are kept with their rollback.
+ */
+export function truncateLog(file: string, lastStep: number): void {
+  const all = readLogEntries(file);
+  let end = 0;
+  for (let i = 0; i < all.length; i++) if (all[i]!.step <= lastStep) end = i + 1;
+  writeFileAtomicSync(file, all.slice(0, end).map((r) => JSON.stringify(r) + '\n').join(''));
+}
+
+/** Appends entries to log.jsonl, one line each, flushed to the OS at every write. */
 export class LogWriter {
   private fd: number;
   constructor(private readonly file: string) {
@@ -63,7 +120,7 @@ export class LogWriter {
     }
   }
 
-  append(rec: LogRecord): void {
+  append(rec: LogEntry): void {
     const buf = Buffer.from(JSON.stringify(rec) + '\n', 'utf8');
     try {
       fs.writeSync(this.fd, buf);

@@ -157,6 +157,74 @@ test('killed with SIGKILL at random moments and resumed, the run logs exactly th
   assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('ckpt-')), ['ckpt-000160']);
 });
 
+/** Kills and resumes the run in `dir` (from its checkpoint, which must exist) at random moments, then lets it finish. */
+async function killAndResume(dir: string, seed: number, extra: string[], endStep: number): Promise<Done> {
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  let kills = 0;
+  let last = manifestStep(dir);
+  for (let round = 0; round < 6 && kills < 3; round++) {
+    const { child, done } = start(dir, ['--resume', ...extra]);
+    let exited = false;
+    void done.then(() => (exited = true));
+    const progressed = await waitFor(() => manifestStep(dir) > last, () => exited);
+    if (!progressed || exited) break;
+    await sleep(rand() * 40);
+    if (exited) break;
+    child.kill('SIGKILL');
+    const r = await done;
+    const now = manifestStep(dir);
+    if (now >= endStep) break;
+    assert.equal(r.signal, 'SIGKILL');
+    kills++;
+    assert.ok(now > last, `checkpoint advanced (${last} -> ${now})`);
+    last = now;
+  }
+  assert.ok(kills >= 2, `the run was killed at least twice (${kills}; checkpoint at step ${last} of ${endStep})`);
+  return start(dir, ['--resume', ...extra]).done;
+}
+
+test('a timed run killed with SIGKILL after its time became a step budget resumes bit for bit', async () => {
+  // The reference runs by time, uninterrupted except for a pause (SIGSTOP) while its folder is
+  // copied: the copy is the state a SIGKILL at that moment would leave. The copy is then killed
+  // at random moments and resumed until it finishes; both must log the same numbers.
+  // Checkpoints every 4 steps: a loaded machine measures fewer steps, and each kill needs a checkpoint.
+  const timed = ['--steps', '0', '--set', 'train.time_seconds=2', '--set', 'train.checkpoint_every=4'];
+  const ref = path.join(work, 'timed-ref');
+  const { child, done } = start(ref, timed);
+  let exited = false;
+  void done.then(() => (exited = true));
+  // after 20 steps at least, the time becomes steps; the next checkpoint holds them
+  const budgetSaved = (): boolean => {
+    try {
+      return 'step_budget' in (JSON.parse(fs.readFileSync(path.join(ref, 'checkpoint.json'), 'utf8')) as object);
+    } catch {
+      return false;
+    }
+  };
+  assert.ok(await waitFor(budgetSaved, () => exited), 'a checkpoint holds the step budget');
+  const copy = path.join(work, 'timed-killed');
+  child.kill('SIGSTOP');
+  try {
+    fs.cpSync(ref, copy, { recursive: true });
+  } finally {
+    child.kill('SIGCONT');
+  }
+  const r = await done;
+  assert.equal(r.code, 0, r.stderr);
+  const budget = /time budget of 2 s became ([\d,]+) steps/.exec(r.stdout);
+  assert.ok(budget, r.stdout);
+  const steps = Number(budget[1]!.replace(/,/g, ''));
+  const reference = numbers(ref);
+  assert.equal(reference.length, steps);
+  assert.equal(manifestStep(ref), steps);
+  const m = JSON.parse(fs.readFileSync(path.join(copy, 'checkpoint.json'), 'utf8')) as { step: number; step_budget?: { steps: number } };
+  assert.ok(m.step >= 20 && m.step < steps, `copied at step ${m.step} of ${steps}`);
+  assert.equal(m.step_budget?.steps, steps, 'the copied checkpoint holds the step budget');
+  const k = await killAndResume(copy, 777, timed, steps);
+  assert.equal(k.code, 0, k.stderr);
+  assert.deepEqual(numbers(copy), reference);
+});
+
 test('SIGINT finishes the step, saves a checkpoint, exits 0; resuming gives the same numbers', async () => {
   assert.ok(reference.length, 'needs the reference run');
   const dir = path.join(work, 'interrupted');

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { OptimConfig } from '../optim/types.js';
-import { budgetProgress, lrAt, lrAtFraction, lrForRun, warmupFactor } from './schedule.js';
+import { lrAt, lrDecayingFrom, lrForRun, stepBudget, totalSteps, warmupFactor } from './schedule.js';
 
 const base: OptimConfig = {
   name: 'adamw', lr: 1e-3, min_lr: 1e-4, warmup_steps: 10, schedule: 'cosine',
@@ -41,29 +41,49 @@ test('Schedule-Free gets warmup then constant whatever the schedule says', () =>
   const sf = { ...base, name: 'sfadamw' as const, schedule: 'cosine' as const };
   close(lrAt(4, 100, sf), 5e-4, 'warmup');
   close(lrAt(99, 100, sf), 1e-3, 'no decay');
-  close(lrAtFraction(50, 0.9, sf), 1e-3, 'no decay by fraction either');
+  close(lrDecayingFrom(90, 50, 100, sf), 1e-3, 'no decay after a step budget either');
 });
 
 test('unknown total steps: constant after warmup', () => {
   close(lrAt(1000, 0, base), 1e-3, 'total 0');
 });
 
-test('lrAtFraction: warmup by steps, decay by budget fraction', () => {
-  close(lrAtFraction(0, 0, base), 1e-4, 'first step');
-  close(lrAtFraction(20, 0.5, base), (1e-3 + 1e-4) / 2, 'half the budget');
-  close(lrAtFraction(20, 1, base), 1e-4, 'budget used up');
-  close(lrAtFraction(20, 1.7, base), 1e-4, 'progress clamps at 1');
-  close(lrAtFraction(4, 0.5, base), 0.5 * (1e-3 + 1e-4) / 2, 'warmup multiplies the decay');
+test('lrDecayingFrom: the peak lr until the decay starts, then down to min_lr at the total', () => {
+  for (const s of [0, 4, 9]) assert.equal(lrDecayingFrom(s, 30, 100, base), lrAt(s, 100, base), `warmup at ${s}`);
+  close(lrDecayingFrom(20, 30, 100, base), 1e-3, 'peak before the start');
+  close(lrDecayingFrom(30, 30, 100, base), 1e-3, 'peak at the start');
+  close(lrDecayingFrom(65, 30, 100, base), (1e-3 + 1e-4) / 2, 'halfway from the start to the total');
+  close(lrDecayingFrom(100, 30, 100, base), 1e-4, 'min_lr at the total');
+  // a start inside the warmup decays from the end of the warmup, as lrAt
+  for (const s of [10, 40, 99]) assert.equal(lrDecayingFrom(s, 3, 100, base), lrAt(s, 100, base));
+  close(lrDecayingFrom(500, 30, 0, base), 1e-3, 'unknown total: the peak');
 });
 
-test('budgetProgress takes the larger fraction; lrForRun picks the schedule', () => {
-  assert.equal(budgetProgress(10, 30, { steps: 100, time_seconds: 60 }), 0.5);
-  assert.equal(budgetProgress(80, 30, { steps: 100, time_seconds: 60 }), 0.8);
-  assert.equal(budgetProgress(80, 30, { steps: 0, time_seconds: 0 }), 0);
-  assert.equal(budgetProgress(80, 300, { steps: 0, time_seconds: 60 }), 1);
-  // steps only: exactly lrAt, independent of the clock (deterministic resume)
-  assert.equal(lrForRun(40, 123.4, { steps: 100, time_seconds: 0 }, base), lrAt(40, 100, base));
-  assert.equal(lrForRun(40, 0, { steps: 100, time_seconds: 0 }, base), lrAt(40, 100, base));
-  // time budget: by fraction
-  close(lrForRun(20, 30, { steps: 0, time_seconds: 60 }, base), (1e-3 + 1e-4) / 2, 'time fraction');
+test('a time budget becomes steps: what is left of it at the measured speed', () => {
+  const b = stepBudget(60, 40, 10, 0.25);
+  assert.deepEqual(b, { time_seconds: 60, at_step: 40, at_elapsed: 10, seconds_per_step: 0.25, steps: 240 });
+  assert.equal(stepBudget(60, 40, 10, 0.3).steps, 40 + 166, 'whole steps that fit');
+  assert.equal(stepBudget(60, 40, 70, 0.25).steps, 40, 'time already used: stop now');
+  assert.equal(totalSteps({ steps: 100, time_seconds: 0 }, null), 100);
+  assert.equal(totalSteps({ steps: 100, time_seconds: 0 }, b), 100, 'no time budget: the budget does not apply');
+  assert.equal(totalSteps({ steps: 0, time_seconds: 60 }, null), 0, 'not measured yet');
+  assert.equal(totalSteps({ steps: 0, time_seconds: 60 }, b), 240);
+  assert.equal(totalSteps({ steps: 100, time_seconds: 60 }, b), 100, 'the smaller of both');
+  assert.equal(totalSteps({ steps: 500, time_seconds: 60 }, b), 240);
+});
+
+test('lrForRun never reads the clock: by steps, then warmup and peak, then the step budget', () => {
+  // steps only: exactly lrAt
+  assert.equal(lrForRun(40, { steps: 100, time_seconds: 0 }, base, null), lrAt(40, 100, base));
+  // timed, speed not measured yet: warmup, then the peak lr
+  const timed = { steps: 0, time_seconds: 60 };
+  assert.equal(lrForRun(3, timed, base, null), lrAt(3, 100, base));
+  close(lrForRun(35, timed, base, null), 1e-3, 'peak until measured');
+  // measured at step 40: decay from there to the budget
+  const b = stepBudget(60, 40, 10, 0.25);
+  close(lrForRun(40, timed, base, b), 1e-3, 'continuous at the conversion');
+  close(lrForRun(140, timed, base, b), (1e-3 + 1e-4) / 2, 'halfway through the budget');
+  close(lrForRun(240, timed, base, b), 1e-4, 'end of the budget');
+  // a step count below the budget ends the decay there
+  close(lrForRun(70, { steps: 100, time_seconds: 60 }, base, b), (1e-3 + 1e-4) / 2, 'steps bound first');
 });

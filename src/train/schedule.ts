@@ -5,13 +5,13 @@ import type { OptimConfig } from '../optim/types.js';
  * (0 for the first update), so warmup gives lr * 1/warmup_steps on the first update and
  * reaches the peak lr on update number warmup_steps (step = warmup_steps - 1).
  *
- * Which one the trainer uses: call `lrForRun`, which picks
- *   - `lrAt(step, steps)` when the run is bounded by a step count only (time_seconds = 0):
- *     the classic schedule, and a pure function of the step, so a resumed run gets the
- *     very same learning rates (bit-exact resume tests need this);
- *   - `lrAtFraction(step, progress)` when a wall-clock budget is set: the total number of
- *     steps is unknown, so the decay follows the fraction of the budget used
- *     (`budgetProgress`: the larger of elapsed/time_seconds and step/steps).
+ * Which one the trainer uses: call `lrForRun`. The learning rate is always a pure function of
+ * the step and of numbers saved in the checkpoint, never of the clock, so a resumed run gets
+ * the very same learning rates (the bit-exact resume tests need this):
+ *   - a run bounded by a step count only (time_seconds = 0): `lrAt(step, steps)`;
+ *   - a run bounded by time: until its speed is measured, warmup then the peak lr; then the
+ *     trainer turns the time left into a step budget (`stepBudget`, saved in the checkpoint)
+ *     and the decay runs from that step to the end of the budget.
  * Schedule-Free AdamW (name = 'sfadamw') always gets warmup then constant: its iterate
  * averaging replaces the decay, and `schedule`/`min_lr` are ignored for it.
  */
@@ -37,33 +37,56 @@ export function decayedLr(p: number, cfg: ScheduleConfig): number {
  * at totalSteps (or constant). totalSteps <= 0 means unknown: constant after warmup.
  */
 export function lrAt(step: number, totalSteps: number, cfg: ScheduleConfig): number {
-  const w = cfg.warmup_steps;
-  if (step < w) return cfg.lr * warmupFactor(step, w);
-  if (totalSteps <= 0) return decayedLr(0, cfg);
-  return decayedLr((step - w) / Math.max(1, totalSteps - w), cfg);
+  return lrDecayingFrom(step, cfg.warmup_steps, totalSteps, cfg);
 }
 
 /**
- * For a time budget: warmup by steps, decay by the fraction of the budget elapsed
- * (progress in [0, 1]). The two multiply, so the curve is continuous whatever the speed;
- * warmup is a few percent of any real budget, so the decay it overlaps is negligible.
+ * Warmup over warmup_steps, the peak lr until `decayStart`, then the decay reaching min_lr at
+ * totalSteps (totalSteps <= 0: unknown, the peak lr). lrAt is the case decayStart = warmup_steps.
  */
-export function lrAtFraction(step: number, progress: number, cfg: ScheduleConfig): number {
-  return warmupFactor(step, cfg.warmup_steps) * decayedLr(progress, cfg);
+export function lrDecayingFrom(step: number, decayStart: number, totalSteps: number, cfg: ScheduleConfig): number {
+  const w = cfg.warmup_steps;
+  if (step < w) return cfg.lr * warmupFactor(step, w);
+  if (totalSteps <= 0) return decayedLr(0, cfg);
+  const start = Math.max(w, decayStart);
+  return decayedLr((step - start) / Math.max(1, totalSteps - start), cfg);
 }
 
-/** Fraction of the run's budget used: the larger of the step and time fractions (0 if unlimited). */
-export function budgetProgress(step: number, elapsedSeconds: number, train: { steps: number; time_seconds: number }): number {
-  let p = 0;
-  if (train.steps > 0) p = Math.max(p, step / train.steps);
-  if (train.time_seconds > 0) p = Math.max(p, elapsedSeconds / train.time_seconds);
-  return Math.min(1, Math.max(0, p));
+/**
+ * A time budget turned into steps, once the step speed was measured (saved in the checkpoint
+ * manifest as `step_budget`): the run stops after `steps` steps and decays its learning rate
+ * from `at_step` to there.
+ */
+export interface StepBudget {
+  /** The budget it was computed for (a resume with another train.time_seconds recomputes it). */
+  time_seconds: number;
+  /** Steps and training seconds done when it was computed. */
+  at_step: number;
+  at_elapsed: number;
+  /** Measured seconds per step (evaluations included when one fell in the measurement). */
+  seconds_per_step: number;
+  steps: number;
+}
+
+/** The step budget for `timeSeconds`, with `atStep` steps done in `atElapsed` seconds at `secondsPerStep`. */
+export function stepBudget(timeSeconds: number, atStep: number, atElapsed: number, secondsPerStep: number): StepBudget {
+  const left = Math.max(0, timeSeconds - atElapsed);
+  const steps = atStep + (secondsPerStep > 0 ? Math.floor(left / secondsPerStep) : 0);
+  return { time_seconds: timeSeconds, at_step: atStep, at_elapsed: atElapsed, seconds_per_step: secondsPerStep, steps };
+}
+
+/** Where the run ends, in steps: train.steps, the step budget, or the smaller; 0 when not known yet. */
+export function totalSteps(train: { steps: number; time_seconds: number }, budget: StepBudget | null): number {
+  if (train.time_seconds <= 0) return train.steps;
+  if (!budget) return 0;
+  return train.steps > 0 ? Math.min(train.steps, budget.steps) : budget.steps;
 }
 
 /** The learning rate for the next update of a run (see the top of this file for the rule). */
 export function lrForRun(
-  step: number, elapsedSeconds: number, train: { steps: number; time_seconds: number }, optim: ScheduleConfig,
+  step: number, train: { steps: number; time_seconds: number }, optim: ScheduleConfig, budget: StepBudget | null,
 ): number {
   if (train.time_seconds <= 0) return lrAt(step, train.steps, optim);
-  return lrAtFraction(step, budgetProgress(step, elapsedSeconds, train), optim);
+  if (!budget) return lrAt(step, 0, optim);
+  return lrDecayingFrom(step, budget.at_step, totalSteps(train, budget), optim);
 }
