@@ -384,7 +384,10 @@ test('pool: a parked worker stops spinning at once and still runs its next comma
     x.fill(1);
     pool.start(0, WorkerPool.opIndex('scale'), [x.byteOffset, 2, 64]);
     pool.wait(0);
-    const spinning = cpuOver(150);
+    // On a loaded machine the spinning worker may not get its core in one window: take the
+    // best of a few (the spin lasts 10 s, far longer than these windows).
+    let spinning = 0;
+    for (let i = 0; i < 5 && spinning <= 75; i++) spinning = Math.max(spinning, cpuOver(150));
     pool.park();
     const parked = cpuOver(150);
     // the caller sleeps in both windows: the CPU time is the worker's
