@@ -230,10 +230,15 @@ test('a second train into a run folder without --resume is refused; a corrupt ch
   assert.match(r.stderr, /already holds a run with a checkpoint; add --resume/);
   const file = path.join(dir, 'ckpt-000160', 'model.safetensors');
   fs.truncateSync(file, fs.statSync(file).size - 10);
+  // another checkpoint folder: removed as a leftover only once the manifest's checkpoint has loaded
+  const other = path.join(dir, 'ckpt-000150');
+  fs.mkdirSync(other);
+  fs.writeFileSync(path.join(other, 'model.safetensors'), 'maybe the only good weights left');
   const r2 = await start(dir, ['--resume', '--steps', '170']).done;
   assert.equal(r2.code, 1);
   assert.equal(r2.stderr.trim().split('\n').length, 1, r2.stderr);
   assert.match(r2.stderr, /^pocketlm: checkpoint file .*model\.safetensors has \d+ bytes, expected \d+ \(truncated or replaced\)/);
+  assert.equal(fs.readFileSync(path.join(other, 'model.safetensors'), 'utf8'), 'maybe the only good weights left');
   const r3 = await start(dir, ['--resume', '--set', 'model.d_model=64', '--set', 'model.ffn_hidden=128']).done;
   assert.equal(r3.code, 1);
   assert.match(r3.stderr, /^pocketlm: checkpoint in .* does not match: model\.d_model is 32 in the checkpoint but 64 in the config\n$/);
