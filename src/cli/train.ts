@@ -1,11 +1,11 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
 import { loadConfig } from '../train/config.js';
 import { train, type TrainEvent, type TrainResult } from '../train/trainer.js';
 import { defaultRunDir, latestRunDir, runPaths } from '../train/run.js';
-import { readManifest } from '../train/checkpoint.js';
 import type { BackendChoice } from '../kernels/index.js';
 
 /**
@@ -195,25 +195,26 @@ export function registerTrain(program: Command): void {
       if (f.dataset && f.data?.length) throw new UserError('give --dataset or --data, not both');
       const name = f.preset ?? (f.config ? path.basename(f.config).replace(/\.toml$/i, '') : 'default');
       const runDir = resolveRunDir(f, name);
+      // The run folder itself is checked and locked by the trainer (train/run.ts claimRunFolder).
       const config = resolveConfig(f, runDir);
-      if (!f.resume && readManifest(runDir)) {
-        throw new UserError(`${runDir} already holds a run with a checkpoint; add --resume to continue it, or choose another --out`);
-      }
 
       const status = new StatusLine(process.stdout);
-      let stopRequested = false;
+      // The first signal received; the exit code says which (128 + its number: 130 SIGINT, 143 SIGTERM).
+      let stopSignal: NodeJS.Signals | null = null;
       let started = false;
+      const signalExitCode = (sig: NodeJS.Signals) => 128 + (os.constants.signals[sig] ?? 2);
+      // process.exit runs the run lock's exit hook, so the folder is released on these paths too.
       const onSignal = (sig: NodeJS.Signals) => {
         if (!started) {
           // Still preparing data: every file it writes is atomic, so there is nothing to save.
           status.line(`${sig}: stopped before training started`);
-          process.exit(130);
+          process.exit(signalExitCode(sig));
         }
-        if (stopRequested) {
+        if (stopSignal) {
           status.line(`${sig} again: exiting without saving (the last checkpoint is kept)`);
-          process.exit(130);
+          process.exit(signalExitCode(stopSignal));
         }
-        stopRequested = true;
+        stopSignal = sig;
         status.line(`${sig}: finishing this step, then saving a checkpoint (press again to quit at once)`);
       };
       process.on('SIGINT', onSignal);
@@ -268,9 +269,11 @@ export function registerTrain(program: Command): void {
       };
 
       try {
-        const result = await train({ config, runDir, resume: !!f.resume }, onEvent, () => stopRequested);
+        const result = await train({ config, runDir, resume: !!f.resume }, onEvent, () => stopSignal !== null);
         status.clear();
         for (const l of report(result)) console.log(l);
+        // Stopped by a signal (checkpoint saved): scripts can tell it from a finished run.
+        if (result.stopReason === 'signal') process.exitCode = signalExitCode(stopSignal ?? 'SIGINT');
       } finally {
         status.clear();
         process.off('SIGINT', onSignal);

@@ -79,7 +79,7 @@ test('the plan is within 1% of the arena a training session really uses (presets
   for (const [preset, set, threads] of cases) {
     const cfg = presetConfig(preset, [...set, `train.threads=${threads}`]);
     const plan = trainingMemoryPlan(cfg);
-    const s = await openSession({ config: cfg, runDir: path.join(work, `run-${preset}-${threads}`), resume: false }, () => {});
+    const s = await openSession({ config: cfg, runDir: path.join(work, `run-${preset}-${set.join('-').replace(/\W+/g, '')}-${threads}`), resume: false }, () => {});
     try {
       const used = s.backend.arena.bytesUsed();
       const label = `${preset} ${set.join(' ')} x${threads}: plan ${plan.bytes}, used ${used}`;

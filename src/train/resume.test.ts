@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -121,6 +122,37 @@ test('an uninterrupted tiny run completes and logs every step', async () => {
   assert.equal(manifestStep(dir), STEPS);
 });
 
+/** Every file and folder under `dir` with the hash of its bytes (the lock excluded), to show a refusal changed nothing. */
+function snapshot(dir: string, out: Record<string, string> = {}, root = dir): Record<string, string> {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) {
+      out[path.relative(root, p)] = '<dir>';
+      snapshot(p, out, root);
+    } else {
+      out[path.relative(root, p)] = crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+    }
+  }
+  return out;
+}
+
+test('leftovers of killed writes (temp files, uncommitted ckpt folders) are removed when the run is next opened', async () => {
+  const dir = path.join(work, 'ref');
+  const kept = snapshot(dir);
+  // as a kill during an atomic write, and during a save before (ckpt-000200) or after (ckpt-000152) its commit, leaves them
+  const temps = [path.join(dir, `.checkpoint.json.tmp-99999-${Date.now().toString(36)}`), path.join(dir, 'ckpt-000160', '.model.safetensors.tmp-99999-abc')];
+  for (const f of temps) fs.writeFileSync(f, '{"half');
+  for (const f of ['ckpt-000200', 'ckpt-000152']) {
+    fs.mkdirSync(path.join(dir, f));
+    fs.writeFileSync(path.join(dir, f, 'model.safetensors'), 'partial');
+  }
+  // the run is complete: resuming evaluates and reports without training or saving
+  const r = await start(dir, ['--resume']).done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /resuming from the checkpoint at step 160/);
+  assert.deepEqual(snapshot(dir), kept);
+});
+
 test('killed with SIGKILL at random moments and resumed, the run logs exactly the same numbers', async () => {
   assert.ok(reference.length, 'needs the reference run');
   const dir = path.join(work, 'killed');
@@ -225,7 +257,7 @@ test('a timed run killed with SIGKILL after its time became a step budget resume
   assert.deepEqual(numbers(copy), reference);
 });
 
-test('SIGINT finishes the step, saves a checkpoint, exits 0; resuming gives the same numbers', async () => {
+test('SIGINT finishes the step, saves a checkpoint, exits 130; resuming gives the same numbers', async () => {
   assert.ok(reference.length, 'needs the reference run');
   const dir = path.join(work, 'interrupted');
   const { child, done } = start(dir);
@@ -234,7 +266,7 @@ test('SIGINT finishes the step, saves a checkpoint, exits 0; resuming gives the 
   assert.ok(await waitFor(() => manifestStep(dir) >= 10, () => exited));
   child.kill('SIGINT');
   const r = await done;
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 130, r.stderr);
   assert.match(r.stdout, /SIGINT: finishing this step/);
   assert.match(r.stdout, /interrupted/);
   const logged = numbers(dir);
@@ -246,7 +278,7 @@ test('SIGINT finishes the step, saves a checkpoint, exits 0; resuming gives the 
   assert.deepEqual(numbers(dir), reference);
 });
 
-test('SIGTERM also saves a checkpoint at the last finished step and exits 0', async () => {
+test('SIGTERM also saves a checkpoint at the last finished step and exits 143', async () => {
   const dir = path.join(work, 'terminated');
   const { child, done } = start(dir);
   let exited = false;
@@ -254,7 +286,7 @@ test('SIGTERM also saves a checkpoint at the last finished step and exits 0', as
   assert.ok(await waitFor(() => manifestStep(dir) >= 8, () => exited));
   child.kill('SIGTERM');
   const r = await done;
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 143, r.stderr);
   assert.match(r.stdout, /SIGTERM: finishing this step/);
   assert.equal(numbers(dir).at(-1)!.step, manifestStep(dir));
   assert.deepEqual(numbers(dir), reference.slice(0, manifestStep(dir)));
@@ -268,13 +300,76 @@ test('a second train into a run folder without --resume is refused; a corrupt ch
   assert.match(r.stderr, /already holds a run with a checkpoint; add --resume/);
   const file = path.join(dir, 'ckpt-000160', 'model.safetensors');
   fs.truncateSync(file, fs.statSync(file).size - 10);
+  // another checkpoint folder: removed as a leftover only once the manifest's checkpoint has loaded
+  const other = path.join(dir, 'ckpt-000150');
+  fs.mkdirSync(other);
+  fs.writeFileSync(path.join(other, 'model.safetensors'), 'maybe the only good weights left');
   const r2 = await start(dir, ['--resume', '--steps', '170']).done;
   assert.equal(r2.code, 1);
   assert.equal(r2.stderr.trim().split('\n').length, 1, r2.stderr);
   assert.match(r2.stderr, /^pocketlm: checkpoint file .*model\.safetensors has \d+ bytes, expected \d+ \(truncated or replaced\)/);
+  assert.equal(fs.readFileSync(path.join(other, 'model.safetensors'), 'utf8'), 'maybe the only good weights left');
   const r3 = await start(dir, ['--resume', '--set', 'model.d_model=64', '--set', 'model.ffn_hidden=128']).done;
   assert.equal(r3.code, 1);
   assert.match(r3.stderr, /^pocketlm: checkpoint in .* does not match: model\.d_model is 32 in the checkpoint but 64 in the config\n$/);
+});
+
+test('--resume with checkpoint.json gone refuses in one line naming the checkpoint it found, and deletes nothing', async () => {
+  const dir = path.join(work, 'lost-manifest');
+  const r = await start(dir, ['--steps', '16']).done;
+  assert.equal(r.code, 0, r.stderr);
+  fs.rmSync(path.join(dir, 'checkpoint.json'));
+  const before = snapshot(dir);
+  assert.ok(before['ckpt-000016/model.safetensors']);
+  const r2 = await start(dir, ['--resume', '--steps', '32']).done;
+  assert.equal(r2.code, 1, r2.stdout);
+  assert.equal(r2.stderr.trim().split('\n').length, 1, r2.stderr);
+  assert.match(r2.stderr, /^pocketlm: .*lost-manifest holds ckpt-000016\/, best\/, log\.jsonl, config\.toml, tokenizer\.json but no checkpoint\.json/);
+  assert.doesNotMatch(r2.stdout, /starting from scratch/);
+  assert.deepEqual(snapshot(dir), before);
+  // a new run into the same folder is refused as well
+  const r3 = await start(dir, ['--steps', '16']).done;
+  assert.equal(r3.code, 1, r3.stdout);
+  assert.match(r3.stderr, /^pocketlm: .*lost-manifest already holds run files \(ckpt-000016\/, best\/, log\.jsonl, config\.toml, tokenizer\.json\)/);
+  assert.deepEqual(snapshot(dir), before);
+});
+
+test('--resume on a folder that does not exist refuses in one line and creates nothing', async () => {
+  const dir = path.join(work, 'never-trained');
+  const r = await start(dir, ['--resume']).done;
+  assert.equal(r.code, 1, r.stdout);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /^pocketlm: --resume: run folder .*never-trained does not exist/);
+  assert.equal(fs.existsSync(dir), false);
+});
+
+test('a second trainer on a folder in use is refused naming the owner pid; the first run is undisturbed', async () => {
+  const dir = path.join(work, 'shared');
+  // long enough to still be running while the others try; stopped with SIGTERM below
+  const first = start(dir, ['--steps', '100000']);
+  let exited = false;
+  void first.done.then(() => (exited = true));
+  try {
+    assert.ok(await waitFor(() => manifestStep(dir) >= 8, () => exited));
+    for (const extra of [['--resume'], []]) {
+      const other = start(dir, extra);
+      // a contender that is not refused would train alongside (for 100000 steps): stop it
+      const timer = setTimeout(() => other.child.kill('SIGKILL'), 60_000);
+      const r = await other.done;
+      clearTimeout(timer);
+      assert.equal(r.code, 1, r.stdout);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`^pocketlm: run folder .*shared is in use by pocketlm process pid ${first.child.pid}\\b`));
+    }
+  } finally {
+    first.child.kill('SIGTERM');
+  }
+  const r = await first.done;
+  assert.equal(r.code, 143, r.stderr);
+  const steps = numbers(dir).map((x) => x.step);
+  assert.deepEqual(steps, Array.from({ length: steps.length }, (_, i) => i + 1), 'one writer: the log holds each step once, in order');
+  assert.equal(manifestStep(dir), steps.length);
+  assert.equal(fs.existsSync(path.join(dir, 'lock')), false, 'the lock is released at the end');
 });
 
 test('with no network, the default dataset trains on the bundled TinyStories sample after a one-line note', async () => {

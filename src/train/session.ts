@@ -13,7 +13,7 @@ import { UserError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/atomic.js';
 import { loadCheckpoint, type CheckpointManifest } from './checkpoint.js';
 import { truncateLog } from './log.js';
-import { runPaths, type RunPaths } from './run.js';
+import { claimRunFolder, removeOrphanCheckpoints, runPaths, type RunPaths } from './run.js';
 import { SeededRng } from './rng.js';
 import { stringifyConfig, type RunConfig } from './config.js';
 import { checkMemoryPlan, trainingMemoryPlan } from './memory.js';
@@ -23,7 +23,7 @@ export type TrainConfig = RunConfig;
 export interface SessionRequest {
   config: TrainConfig;
   runDir: string;
-  /** Continue from the run's checkpoint (a run without one starts from scratch). */
+  /** Continue from the run's checkpoint (refused when the folder has none; a new run refuses a folder holding run files). */
   resume: boolean;
   /** Overrides train.backend / train.threads of the config when given (command-line flags). */
   backend?: BackendChoice;
@@ -73,11 +73,27 @@ function copyTokenizer(from: string, to: string): void {
 }
 
 /**
- * Prepares (or reuses) the data, builds backend, model, optimizer and loaders, and either
- * initializes the model or restores the checkpoint. Writes config.toml and tokenizer.json into
- * the run folder. The caller owns `close()`.
+ * Claims the run folder (its lock, and the checks that a new run does not start over run files
+ * and a resumed one has a checkpoint: run.ts claimRunFolder), then prepares (or reuses) the data,
+ * builds backend, model, optimizer and loaders, and either initializes the model or restores the
+ * checkpoint. Writes config.toml and tokenizer.json into the run folder. The caller owns
+ * `close()`, which also releases the folder.
  */
 export async function openSession(req: SessionRequest, onPrepare: (ev: PrepareProgress) => void): Promise<Session> {
+  // First of all: data preparation can take minutes, and a refusal should not wait for it.
+  const claim = claimRunFolder(req.runDir, req.resume);
+  try {
+    const s = await openClaimedSession(req, onPrepare);
+    return { ...s, close: async () => { try { await s.close(); } finally { claim.release(); } } };
+  } catch (e) {
+    claim.release();
+    // leave no empty folder behind for a run that never started (rmdir refuses a non-empty one)
+    if (claim.created) try { fs.rmdirSync(req.runDir); } catch { /* it holds files: keep it */ }
+    throw e;
+  }
+}
+
+async function openClaimedSession(req: SessionRequest, onPrepare: (ev: PrepareProgress) => void): Promise<Session> {
   const cfg = req.config;
   const { train } = cfg;
   // before anything is prepared or allocated: a config that cannot fit is refused in one line
@@ -88,7 +104,6 @@ export async function openSession(req: SessionRequest, onPrepare: (ev: PreparePr
     throw new UserError(`the tokenizer of ${dataset.dir} has ${dataset.meta.vocabSize} ids but model.vocab_size is ${cfg.model.vocab_size}`);
   }
 
-  fs.mkdirSync(req.runDir, { recursive: true });
   const threads = req.threads ?? (train.threads > 0 ? train.threads : undefined);
   const backend = await createBackend({ backend: req.backend ?? train.backend, threads });
   const loaders: TokenLoader[] = [];
@@ -112,6 +127,10 @@ export async function openSession(req: SessionRequest, onPrepare: (ev: PreparePr
         tensors: model.tensors, weights: model.params, optimState: optimizer.state(), optimizer: optimizer.name,
       });
     }
+    if (req.resume && !resumedFrom) {
+      // claimRunFolder saw checkpoint.json: it was removed while the data was being prepared
+      throw new UserError(`--resume: ${paths.manifest} disappeared; nothing was changed`);
+    }
     if (resumedFrom) {
       const m = resumedFrom;
       if (m.dataset.tokenizer_hash !== dataset.meta.tokenizer.hash) {
@@ -123,6 +142,8 @@ export async function openSession(req: SessionRequest, onPrepare: (ev: PreparePr
       loader.restore(m.loader as LoaderState);
       rng.restore(m.rng);
       truncateLog(paths.log, m.step);
+      // The checkpoint it names is verified and restored: other ckpt folders are leftovers of killed saves.
+      removeOrphanCheckpoints(req.runDir, m.folder);
     } else {
       model.init(train.seed);
       truncateLog(paths.log, 0);

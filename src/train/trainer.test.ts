@@ -229,11 +229,11 @@ test('best/ is written at each evaluation that lowers the validation loss, and o
       await run.close();
     }
   }
-  // resuming keeps the best so far; a fresh start in the same folder drops it
+  // resuming keeps the best so far; a fresh start over the folder is refused and leaves it be
   const r2 = await train({ config: tinyConfig(['train.steps=31', 'train.eval_every=5', 'train.eval_batches=1', 'optim.lr=1e-9', 'optim.min_lr=1e-9', 'optim.schedule="constant"', 'train.sample_tokens=0']), runDir: dir, resume: true }, () => {}, () => false);
   assert.equal(r2.best!.step, bestStep);
-  await train({ config: tinyConfig(['train.steps=2', 'train.eval_every=0', 'train.sample_tokens=0']), runDir: dir, resume: false }, () => {}, () => false);
-  assert.equal(readBestManifest(dir)!.step, 2);
+  await assert.rejects(train({ config: tinyConfig(['train.steps=2', 'train.eval_every=0', 'train.sample_tokens=0']), runDir: dir, resume: false }, () => {}, () => false), /already holds a run/);
+  assert.equal(readBestManifest(dir)!.step, bestStep);
 });
 
 test('a time budget becomes a step budget once the speed is measured; the run schedules and stops by it', async () => {

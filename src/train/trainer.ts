@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import type { BackendInfo } from '../kernels/index.js';
 import { clipGradNorm } from '../optim/index.js';
 import { bitsPerByte } from '../data/meta.js';
@@ -7,7 +6,7 @@ import type { PrepareProgress } from '../data/prepare.js';
 import { sampleToken } from '../model/generate.js';
 import { UserError } from '../util/errors.js';
 import {
-  allFinite, bestCheckpointDir, readBestManifest, saveBestCheckpoint, saveCheckpoint, type CheckpointManifest, type CheckpointState,
+  allFinite, readBestManifest, saveBestCheckpoint, saveCheckpoint, type CheckpointManifest, type CheckpointState,
 } from './checkpoint.js';
 import { meanLoss, sampleTokens } from './evaluate.js';
 import { LogWriter, type BudgetEvent, type LogRecord, type RollbackEvent } from './log.js';
@@ -260,13 +259,12 @@ export async function train(req: TrainRequest, onEvent: (ev: TrainEvent) => void
     const run: RunState = { lrScale: resumed?.lr_scale ?? 1, rollbacks: resumed?.rollbacks ?? 0, average: new LossAverage(), budget: null };
     run.average.restore(resumed?.loss_average);
 
-    // The best so far: kept across resumes; a fresh start drops a best left by an earlier attempt.
+    // The best so far, kept across resumes (a fresh start never finds one: run.ts claimRunFolder
+    // refuses a folder holding run files, best/ included).
     let best: EvalPoint | null = null;
     if (resumed) {
       const m = readBestManifest(s.paths.dir);
       if (m && typeof m.val_loss === 'number' && typeof m.val_bpb === 'number') best = { step: m.step, valLoss: m.val_loss, valBpb: m.val_bpb };
-    } else {
-      fs.rmSync(bestCheckpointDir(s.paths.dir), { recursive: true, force: true });
     }
 
     const announceBudget = (b: StepBudget): void => {
