@@ -49,6 +49,9 @@ test('bad flag values of sample, eval, prepare, bench and train are refused in o
     [['prepare', '--data', DATA, '--tokenizer-train-mb', '-1'], /--tokenizer-train-mb must be a number > 0, got "-1"/],
     [['bench', 'nothing', '--threads', '100000'], /--threads must be a whole number from 1 to 256, got "100000"/],
     [['bench', 'nothing', '--steps', '5'], /--steps must be a whole number >= 10, got "5"/],
+    [['train', '--preset', 'tiny', '--backend', 'cuda', '--data', DATA, '--out', path.join(work, 'run')], /--backend must be one of auto, wasm, native, js, got "cuda"/],
+    [['train', '--preset', 'tiny', '--threads', '999', '--data', DATA, '--out', path.join(work, 'run')], /--threads must be a whole number from 0 to 256, got "999"/],
+    [['train', '--preset', 'tiny', '--steps', '-3', '--data', DATA, '--out', path.join(work, 'run')], /--steps must be a whole number >= 0, got "-3"/],
     // the config key the user set, not a flag they never used
     [['train', '--preset', 'tiny', '--set', 'model.vocab_size=257', '--data', DATA, '--out', path.join(work, 'run')],
       /model\.vocab_size must be from 258 to 1048576 .*got 257 \(in --set model\.vocab_size=257\)$/],

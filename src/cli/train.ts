@@ -3,10 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
-import { loadConfig } from '../train/config.js';
+import { BACKENDS, loadConfig } from '../train/config.js';
 import { train, type TrainEvent, type TrainResult } from '../train/trainer.js';
 import { defaultRunDir, latestRunDir, runPaths } from '../train/run.js';
 import type { BackendChoice } from '../kernels/index.js';
+import { choiceFlag, intFlag, MAX_THREADS } from './flags.js';
 
 /**
  * A live status line on a terminal (rewritten in place), or plain lines when the output is
@@ -80,12 +81,6 @@ const collect = (v: string, acc: string[]): string[] => [...acc, v];
 /** A TOML value for --set: numbers as they are, strings quoted (JSON strings are TOML basic strings). */
 const tomlString = (s: string): string => JSON.stringify(s);
 
-function nonNegInt(flag: string, v: string): number {
-  const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new UserError(`${flag} must be a whole number >= 0, got "${v}"`);
-  return n;
-}
-
 /** The run folder: --out, else with --resume the latest run of this preset, else a new timestamped one. */
 function resolveRunDir(f: TrainFlags, name: string): string {
   if (f.out) return path.resolve(f.out);
@@ -107,10 +102,10 @@ function resolveConfig(f: TrainFlags, runDir: string) {
   if (f.dataset) set.push(`data.dataset=${tomlString(f.dataset)}`, 'data.paths=[]');
   if (f.data?.length) set.push(`data.paths=[${f.data.map((p) => tomlString(path.resolve(p))).join(', ')}]`);
   if (f.val?.length) set.push(`data.val_paths=[${f.val.map((p) => tomlString(path.resolve(p))).join(', ')}]`);
-  if (f.steps !== undefined) set.push(`train.steps=${nonNegInt('--steps', f.steps)}`);
-  if (f.time !== undefined) set.push(`train.time_seconds=${nonNegInt('--time', f.time)}`);
-  if (f.backend !== undefined) set.push(`train.backend=${tomlString(f.backend)}`);
-  if (f.threads !== undefined) set.push(`train.threads=${nonNegInt('--threads', f.threads)}`);
+  if (f.steps !== undefined) set.push(`train.steps=${intFlag('--steps', f.steps, 0)}`);
+  if (f.time !== undefined) set.push(`train.time_seconds=${intFlag('--time', f.time, 0)}`);
+  if (f.backend !== undefined) set.push(`train.backend=${tomlString(choiceFlag('--backend', f.backend, BACKENDS))}`);
+  if (f.threads !== undefined) set.push(`train.threads=${intFlag('--threads', f.threads, 0, MAX_THREADS)}`);
   const saved = runPaths(runDir).config;
   if (f.resume && fs.existsSync(saved)) return loadConfig({ file: saved, set });
   return loadConfig({ preset: f.preset, file: f.config, set });
