@@ -5,7 +5,7 @@ import type { FloatArray } from '../kernels/types.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/atomic.js';
 import { decodeSafetensors, encodeSafetensors, type StFile } from './safetensors.js';
-import { checkpointFolderName, isCheckpointFolderName, runPaths } from './run.js';
+import { checkpointFolderName, isCheckpointFolderName, removeOrphanCheckpoints, runPaths } from './run.js';
 import type { StepBudget } from './schedule.js';
 
 /** Where one named parameter lives in the flat buffer (the model's ParamTensor has these fields). */
@@ -132,14 +132,8 @@ export function saveCheckpoint(
     created: new Date().toISOString(),
   };
   writeFile(paths.manifest, JSON.stringify(manifest, null, 2) + '\n');
-  removeStaleFolders(runDir, folder);
+  removeOrphanCheckpoints(runDir, folder);
   return manifest;
-}
-
-function removeStaleFolders(runDir: string, keep: string): void {
-  for (const name of fs.readdirSync(runDir)) {
-    if (name !== keep && isCheckpointFolderName(name)) fs.rmSync(path.join(runDir, name), { recursive: true, force: true });
-  }
 }
 
 /** Reads and checks checkpoint.json; null when the run has no checkpoint yet. */
