@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { HeapArena, type Arena } from '../kernels/arena.js';
 import { createBackend, type Backend } from '../kernels/index.js';
 import { createJsKernels } from '../kernels/js/index.js';
@@ -57,6 +59,7 @@ function layout(dims: { C: number; F: number; V: number }): { tensors: ParamTens
   return { tensors, n: off, pad };
 }
 const SMALL = layout({ C: 4, F: 6, V: 5 });
+const MID = layout({ C: 20, F: 36, V: 50 }); // blocks big enough for the wasm/BLAS tiling paths
 
 function cfg(over: Partial<OptimConfig> = {}): OptimConfig {
   return {
@@ -169,6 +172,60 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol
   }
 }
 
+/** Kernels that do nothing (all but sumSquares return void): isolates the optimizer's own per-step work. */
+function nullKernels(): Kernels {
+  const noop = (): void => {};
+  return {
+    name: 'js', threads: 1, gemm: noop, gemmStridedBatched: noop, embeddingForward: noop, embeddingBackward: noop,
+    rmsnormForward: noop, rmsnormBackward: noop, ropeForward: noop, ropeBackward: noop, softmaxCausalForward: noop,
+    softmaxCausalBackward: noop, swigluForward: noop, swigluBackward: noop, add: noop, axpy: noop, scale: noop,
+    sumSquares: () => 0, crossEntropyForward: noop, crossEntropyForwardBackward: noop, adamwUpdate: noop,
+    lionUpdate: noop, scheduleFreeAdamwUpdate: noop, dispose: noop,
+  };
+}
+
+// First in this file: the later tests run Muon on f64 arenas and three backends, which makes its
+// call sites polymorphic (not inlined: every number argument boxed), i.e. not what a run sees.
+test('a Muon step allocates nothing: no arena memory, no typed-array views, no JS heap or ArrayBuffer growth beyond boxed numbers', () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const arena = new HeapArena('f32');
+  const { grads, opt } = setup(nullKernels(), arena, MID, cfg());
+  const bytes = arena.bytesUsed();
+  grads.set(gradsAt(MID.n, 0));
+  for (let i = 0; i < 300; i++) opt.step(0.01); // warm-up: until the optimizing compiler has run
+  // every view is made at construction: count subarray() calls during steps
+  const proto = Object.getPrototypeOf(Float32Array.prototype) as { subarray: (...a: unknown[]) => unknown };
+  const subarray = proto.subarray;
+  let views = 0;
+  proto.subarray = function (this: unknown, ...a: unknown[]) {
+    views++;
+    return subarray.apply(this, a);
+  };
+  try {
+    for (let i = 0; i < 20; i++) opt.step(0.01);
+  } finally {
+    proto.subarray = subarray;
+  }
+  assert.equal(views, 0, 'typed-array views made per step');
+  assert.equal(arena.bytesUsed(), bytes, 'no arena allocation after construction');
+  // The heap: a call that V8 does not inline passes a non-integer number boxed (16 bytes), so a
+  // few dozen bytes per step remain (measured ~100 B/step); scratch made per step would be KBs
+  // (the smallest block here is 20 x 18 floats). No gc inside a round, and short rounds so a
+  // scavenge rarely falls inside one; up to 20 rounds, stopping at the first clean one, as V8
+  // may still be compiling in the first.
+  // typed arrays over 64 bytes keep their data outside the V8 heap: count ArrayBuffer memory too
+  const used = () => { const u = process.memoryUsage(); return u.heapUsed + u.arrayBuffers; };
+  let perStep = Infinity;
+  for (let round = 0; round < 20 && perStep >= 1024; round++) {
+    gc();
+    const heap0 = used();
+    for (let i = 0; i < 20; i++) opt.step(0.01);
+    perStep = Math.min(perStep, (used() - heap0) / 20);
+  }
+  assert.ok(perStep < 1024, `Muon allocated ${perStep} bytes of JS heap per step`);
+});
+
 test('muonPlan takes exactly the hidden matrices of the real model, q/k/v and gate/up as separate blocks', () => {
   const model: ModelConfig = {
     vocab_size: 300, d_model: 16, n_layer: 2, n_head: 2, seq_len: 8, ffn_hidden: 40,
@@ -276,7 +333,6 @@ test('symmetricEigenvalues (the test helper) finds known eigenvalues', () => {
 
 // ---------------------------------------------------------------- fast backends, resume
 
-const MID = layout({ C: 20, F: 36, V: 50 }); // blocks big enough for the wasm/BLAS tiling paths
 
 function runSteps(kernels: Kernels, arena: Arena, l: typeof MID, steps: number) {
   const { params, grads, opt } = setup(kernels, arena, l, cfg());

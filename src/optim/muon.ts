@@ -221,13 +221,13 @@ export class Muon implements Optimizer {
       mt.u.set(mt.g);
       k.axpy(mt.u, mt.m, mu, mt.size); // u = g + mu m
       if (mt.decay && weight_decay > 0) k.scale(mt.p, 1 - lrM * weight_decay, mt.size);
-      for (const bl of mt.blocks) this.orthogonalStep(bl, -lrM * bl.scale);
+      for (const bl of mt.blocks) this.orthogonalStep(bl, lrM);
     }
     this.stepCount = t;
   }
 
-  /** p_block += alpha * NewtonSchulz(u_block), see the comment at the top. */
-  private orthogonalStep(bl: BlockViews, alpha: number): void {
+  /** p_block -= lrM * scale * NewtonSchulz(u_block), see the comment at the top. */
+  private orthogonalStep(bl: BlockViews, lrM: number): void {
     const k = this.kernels;
     const { rows: r, cols: c, ld } = bl;
     const wide = r <= c;
@@ -235,7 +235,7 @@ export class Muon implements Optimizer {
     const q = wide ? c : r;
     const A = this.a;
     const B = this.b;
-    const [ca, cb, cc] = NS_COEFFS;
+    const ca = NS_COEFFS[0], cb = NS_COEFFS[1], cc = NS_COEFFS[2];
     let X = bl.u;
     let ldx = ld;
     let xAlpha = 1;
@@ -259,7 +259,7 @@ export class Muon implements Optimizer {
       const last = s === this.nsSteps - 1;
       const out = last ? bl.p : this.x[s % 2];
       const ldo = last ? ld : c;
-      const alphaOut = last ? alpha * xAlpha : xAlpha;
+      const alphaOut = last ? -lrM * bl.scale * xAlpha : xAlpha;
       const beta = last ? 1 : 0;
       if (wide) k.gemm(false, false, p, q, p, alphaOut, B, p, X, ldx, beta, out, ldo);
       else k.gemm(false, false, q, p, p, alphaOut, X, ldx, B, p, beta, out, ldo);
