@@ -17,14 +17,14 @@ import { MUON_DEFAULTS, type OptimConfig, type Optimizer, type ParamTensor } fro
  * lr_m = muon_lr * lr / cfg.lr, so warmup and decay shape both groups alike.
  *
  * Update scale: sqrt(max(1, fan_out / fan_in)), modded-nanoGPT's rule (written there
- * max(1, rows/cols)^0.5 for PyTorch's [out, in] weights; ours are stored [in, out]). An
- * orthogonal [in, out] matrix has RMS 1/sqrt(max(in, out)); the factor keeps the RMS of the
- * step from shrinking for wide (fan_out > fan_in) maps such as the MLP's gate and up, so
- * the change of a layer's output per step does not depend on its width. We keep this rule,
- * rather than Moonshot's 0.2 sqrt(max(in, out)) that matches AdamW's update RMS, because
- * its learning rate and momentum (0.02, 0.95) are the ones tuned for small GPTs trained from
- * scratch, the case here; the matrices have their own `muon_lr` anyway, so the AdamW-matching
- * rule would buy nothing but the need to retune.
+ * max(1, rows/cols)^0.5 for PyTorch's [out, in] weights; ours are stored [in, out]). O has
+ * spectral norm ~1, so the step changes a layer's output RMS, per unit of input RMS, by up to
+ * lr_m sqrt(fan_in / fan_out) times the factor: the factor makes that lr_m for maps that widen
+ * (gate, up: fan_out = F > C), as for square ones, and leaves maps that narrow (down) at 1
+ * rather than shrinking them. We keep this rule, rather than Moonshot's 0.2 sqrt(max(in, out))
+ * that matches AdamW's update RMS, because its learning rate and momentum (0.02, 0.95) are the
+ * ones tuned for small GPTs trained from scratch, the case here; the matrices have their own
+ * `muon_lr` anyway, so the AdamW-matching rule would buy nothing but the need to retune.
  *
  * Weight decay is decoupled and multiplied by the matrices' own rate (lr_m * weight_decay per
  * step, the PyTorch convention), only on tensors flagged `decay`.
@@ -32,10 +32,11 @@ import { MUON_DEFAULTS, type OptimConfig, type Optimizer, type ParamTensor } fro
  * Which matrices: the model's hidden projections, by name (see src/model/layout.ts), each
  * split into its logical matrices. `wqkv` [C, 3C] holds q | k | v side by side and
  * `w_gate_up` [C, 2F] holds gate | up: they are fused for one gemm in the forward pass, but
- * they are separate linear maps. Orthogonalising the fused block would make the three
- * (or two) parts share one set of singular values: their updates would be constrained
- * jointly (U_q U_q^T + U_k U_k^T + U_v U_v^T = I), each part getting only a share of a unit
- * spectrum, and a large gradient in one (say v) would take step size away from the others.
+ * they are separate linear maps. Orthogonalising the fused block would make the three (or
+ * two) parts share one set of singular values: their updates would be constrained jointly
+ * (O_q O_q^T + O_k O_k^T + O_v O_v^T = I for O = [O_q | O_k | O_v]), each part getting only a
+ * share of a unit spectrum, and a large gradient in one (say v) would take step size away
+ * from the others.
  * Each logical matrix is orthogonalised on its own, as modded-nanoGPT does with its
  * [3, d, d] qkv weight. Anything not named here (including any new 2-D tensor) goes to
  * AdamW, which is safe for every shape.
