@@ -91,7 +91,8 @@ test('each optimizer trains the real model: loss on a fixed batch falls', () => 
   const r = lcg(11);
   for (let i = 0; i < inputs.length; i++) inputs[i] = Math.floor(r() * 300);
   for (let i = 0; i < targets.length; i++) targets[i] = Math.floor(r() * 300);
-  for (const name of NAMES) {
+  // muon: AdamW at 1e-2 for embedding, head and norms, the hidden matrices at its default muon_lr
+  for (const name of [...NAMES, 'muon'] as const) {
     const kernels = createJsKernels();
     const arena = new HeapArena('f32');
     const model = new GPT(config, kernels, arena, B);

@@ -1,6 +1,6 @@
 import type { FloatArray } from '../kernels/types.js';
 
-export type OptimizerName = 'adamw' | 'lion' | 'sfadamw';
+export type OptimizerName = 'adamw' | 'lion' | 'sfadamw' | 'muon';
 export type ScheduleName = 'cosine' | 'linear' | 'constant';
 
 /**
@@ -23,7 +23,22 @@ export interface OptimConfig {
   eps: number;
   /** Decoupled weight decay, applied only to tensors with `decay: true`. */
   weight_decay: number;
+  /**
+   * Muon only (the other optimizers ignore these three): the hidden matrices' peak learning
+   * rate (the schedule scales it by lr_t / lr, like the AdamW group's), the Nesterov momentum,
+   * and the Newton-Schulz steps. Optional here so code that builds an OptimConfig for another
+   * optimizer need not name them; the config schema always fills them (MUON_DEFAULTS).
+   */
+  muon_lr?: number;
+  muon_momentum?: number;
+  ns_steps?: number;
 }
+
+/**
+ * Defaults of the Muon keys, the values of modded-nanoGPT's Muon (Jordan et al. 2024) for its
+ * update scale sqrt(max(1, fan_out / fan_in)): lr 0.02, momentum 0.95, 5 Newton-Schulz steps.
+ */
+export const MUON_DEFAULTS = { muon_lr: 0.02, muon_momentum: 0.95, ns_steps: 5 } as const;
 
 /**
  * One parameter tensor as the model lays it out in the flat buffer (the model's

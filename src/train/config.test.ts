@@ -108,7 +108,7 @@ test('a wrong type or range names the expected type and the value given', () => 
   throwsUser(() => loadConfig({ set: ['optim.beta1=1'] }), 'optim.beta1 must be a number in [0, 1), got 1 (number)');
   throwsUser(() => loadConfig({ set: ['optim.lr=0'] }), 'optim.lr must be a number > 0');
   throwsUser(() => loadConfig({ set: ['optim.lr=nan'] }), 'optim.lr must be a number > 0, got NaN (number)');
-  throwsUser(() => loadConfig({ set: ['optim.name=adam'] }), 'optim.name must be one of "adamw", "lion", "sfadamw", got "adam" (string)');
+  throwsUser(() => loadConfig({ set: ['optim.name=adam'] }), 'optim.name must be one of "adamw", "lion", "sfadamw", "muon", got "adam" (string)');
   throwsUser(() => loadConfig({ set: ['model.tie_embeddings=yes'] }), 'model.tie_embeddings must be true or false, got "yes" (string)');
   throwsUser(() => loadConfig({ set: ['model.vocab_size=256'] }), 'model.vocab_size must be an integer from 257 to');
   throwsUser(() => loadConfig({ set: ['data.paths=[1, 2]'] }), 'data.paths must be a string or an array of strings, got [1,2] (array)');

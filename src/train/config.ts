@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parse as parseToml, stringify as stringifyToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import type { ModelConfig } from '../model/config.js';
-import type { OptimConfig } from '../optim/types.js';
+import { MUON_DEFAULTS, type OptimConfig } from '../optim/types.js';
 import { MAX_VOCAB } from '../tokenizer/merges.js';
 import { UserError } from '../util/errors.js';
 import { packageRoot } from '../util/paths.js';
@@ -66,7 +66,7 @@ function withDefault<S extends z.ZodType>(f: Field<S>, value: z.output<S>): Fiel
 export const BPE_MIN_VOCAB = 258;
 export const BPE_MAX_VOCAB = MAX_VOCAB;
 
-export const OPTIMIZERS = ['adamw', 'lion', 'sfadamw'] as const;
+export const OPTIMIZERS = ['adamw', 'lion', 'sfadamw', 'muon'] as const;
 export const SCHEDULES = ['cosine', 'linear', 'constant'] as const;
 export const BACKENDS = ['auto', 'wasm', 'native', 'js'] as const;
 export const DATASETS = ['tinystories', 'tinystories-sample', 'moby-dick'] as const;
@@ -133,6 +133,12 @@ const FIELDS = {
     beta2: unitOpen(),
     eps: positive(),
     weight_decay: nonNegative(),
+    /** muon: the hidden matrices' peak lr (scheduled like optim.lr); the rest uses AdamW at optim.lr */
+    muon_lr: withDefault(positive(), MUON_DEFAULTS.muon_lr),
+    /** muon: Nesterov momentum of the hidden matrices */
+    muon_momentum: withDefault(unitOpen(), MUON_DEFAULTS.muon_momentum),
+    /** muon: Newton-Schulz iterations orthogonalising each update */
+    ns_steps: withDefault(int(1, 50), MUON_DEFAULTS.ns_steps),
   },
   data: {
     /** used when data.paths is empty */
@@ -191,8 +197,9 @@ export type OptimConfigT = z.infer<typeof optimConfigSchema>;
 export type DataConfigT = z.infer<typeof dataConfigSchema>;
 export type RunConfig = z.infer<typeof runConfigSchema>;
 
-// The optimizers declare the [optim] section they read; the schema must produce exactly it.
-const optimMatches: OptimConfig extends OptimConfigT ? (OptimConfigT extends OptimConfig ? true : never) : never = true;
+// The optimizers declare the [optim] section they read; the schema must produce exactly it
+// (keys OptimConfig leaves optional, with defaults, the schema always fills).
+const optimMatches: Required<OptimConfig> extends OptimConfigT ? (OptimConfigT extends OptimConfig ? true : never) : never = true;
 void optimMatches;
 // Likewise the [model] section is exactly the model's ModelConfig.
 const modelMatches: ModelConfig extends ModelConfigT ? (ModelConfigT extends ModelConfig ? true : never) : never = true;

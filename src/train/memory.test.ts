@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { WasmArena } from '../kernels/arena.js';
 import { createJsKernels } from '../kernels/js/index.js';
 import { createWasmKernelsImpl } from '../kernels/wasm/index.js';
-import { countParams } from '../model/layout.js';
+import { countParams, planLayout } from '../model/layout.js';
 import { createOptimizer } from '../optim/index.js';
 import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
 import { UserError } from '../util/errors.js';
@@ -49,13 +49,14 @@ test('every optimizer allocates exactly the state the table says', () => {
     const arena = new WasmArena();
     const params = arena.floats(n);
     const grads = arena.floats(n);
-    const tensors = [{ name: 'all', offset: 0, size: n, shape: [n], decay: true }];
+    // the model's own layout: Muon sizes its scratch by the largest matrix
+    const tensors = planLayout(model).tensors;
     const cfg = { ...presetConfig('tiny').optim, name };
     const before = arena.bytesUsed();
     createOptimizer(cfg, createJsKernels(), arena, params, grads, tensors);
     const plan = planMemory({ model, batchSize: 1, optimizer: name, decoder: false, kernelThreads: 0 });
     assert.equal(arena.bytesUsed() - before, plan.parts.find((p) => p.name === 'optimizer state')!.bytes, name);
-    assert.ok(OPTIMIZER_STATE[name](n).length >= 1, name);
+    assert.ok(OPTIMIZER_STATE[name](n, tensors).length >= 1, name);
   }
 });
 
@@ -74,7 +75,7 @@ test('the wasm kernels reserve exactly the scratch the plan counts, per thread',
 test('the plan is within 1% of the arena a training session really uses (presets, optimizers, threads)', async () => {
   const cases: Array<[string, string[], number]> = [
     ['tiny', [], 1], ['tiny', ['optim.name="lion"'], 2], ['tiny', ['optim.name="sfadamw"'], 1],
-    ['seed-small', [], 2], ['default', [], 1],
+    ['seed-small', [], 2], ['default', [], 1], ['default', ['optim.name="muon"'], 2],
   ];
   for (const [preset, set, threads] of cases) {
     const cfg = presetConfig(preset, [...set, `train.threads=${threads}`]);

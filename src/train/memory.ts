@@ -4,8 +4,9 @@ import { defaultThreads, type BackendChoice } from '../kernels/index.js';
 import { CTRL_BYTES } from '../kernels/wasm/ops.js';
 import { activationFloats } from '../model/activations.js';
 import { headDim, type ModelConfig } from '../model/config.js';
-import { countParams } from '../model/layout.js';
-import type { OptimizerName } from '../optim/types.js';
+import { countParams, planLayout } from '../model/layout.js';
+import type { OptimizerName, ParamTensor } from '../optim/types.js';
+import { muonStateFloats } from '../optim/muon.js';
 import { UserError } from '../util/errors.js';
 import type { RunConfig } from './config.js';
 
@@ -34,10 +35,11 @@ import type { RunConfig } from './config.js';
  * model of `numParams` parameters (one entry per allocation). A new optimizer adds its line
  * here; the tests build every optimizer in OPTIMIZERS and compare with this table.
  */
-export const OPTIMIZER_STATE: Record<OptimizerName, (numParams: number) => number[]> = {
+export const OPTIMIZER_STATE: Record<OptimizerName, (numParams: number, tensors: readonly ParamTensor[]) => number[]> = {
   adamw: (p) => [p, p], // m, v
   lion: (p) => [p], // m
   sfadamw: (p) => [p, p, p, p], // z, x, v, and y while the params hold x
+  muon: (p, tensors) => muonStateFloats(tensors, p), // m, v, Newton-Schulz scratch sized by the largest matrix
 };
 
 /**
@@ -95,7 +97,7 @@ export function planMemory(req: MemoryRequest): MemoryPlan {
   const P = countParams(m);
   const N = B * T;
   const rope = 2 * alloc((T * headDim(m)) / 2);
-  const optimizer = req.optimizer ? OPTIMIZER_STATE[req.optimizer](P).reduce((s, n) => s + alloc(n), 0) : 0;
+  const optimizer = req.optimizer ? OPTIMIZER_STATE[req.optimizer](P, planLayout(m).tensors).reduce((s, n) => s + alloc(n), 0) : 0;
   // The activation plan makes ~11 allocations per layer: their alignment padding (< 64 bytes
   // each) is left out of the count.
   const activations = 4 * activationFloats(m, B) + 2 * alloc(N);
