@@ -71,6 +71,7 @@ function trainStep(s: Session, lr: number, lastGood: number | null): StepStats {
   let sum = 0;
   for (let m = 0; m < accum; m++) {
     loader.nextBatch(inputs, targets);
+    model.setDropoutKey(config.train.seed, s.step * accum + m); // masks depend on the step alone: resume is exact
     const loss = model.forward(inputs, targets, config.train.batch_size);
     if (!Number.isFinite(loss)) throw new DivergedError(stepNo, `the loss (${loss})`, s.paths.dir, lastGood);
     sum += loss;
