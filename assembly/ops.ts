@@ -410,3 +410,47 @@ export function expArray(out: usize, x: usize, n: i32): void {
 export function zero(x: usize, n: i32): void {
   memory.fill(x, 0, <usize>n << 2);
 }
+
+// ------------------------------------------------------------------ dropout
+/** lowbias32 on each u32 lane (the same mix as src/kernels/js/dropout.ts). */
+// @ts-ignore: decorator
+@inline function mix32x4(h: v128): v128 {
+  h = v128.xor(h, i32x4.shr_u(h, 16));
+  h = i32x4.mul(h, i32x4.splat(0x7feb352d));
+  h = v128.xor(h, i32x4.shr_u(h, 15));
+  h = i32x4.mul(h, i32x4.splat(<i32>0x846ca68b));
+  return v128.xor(h, i32x4.shr_u(h, 16));
+}
+
+// @ts-ignore: decorator
+@inline function mix32(h: u32): u32 {
+  h ^= h >> 16;
+  h *= 0x7feb352d;
+  h ^= h >> 15;
+  h *= 0x846ca68b;
+  return h ^ (h >> 16);
+}
+
+/**
+ * out[i] = x[i] * s where mix32(counter + i * 0x9E3779B9) >= threshold (unsigned), else +0.
+ * In place ok. Four lanes hash four consecutive counters; the kept product is masked by the
+ * compare (all ones or all zeros), so a dropped element is +0 as in the js oracle.
+ */
+export function dropout(out: usize, x: usize, n: i32, threshold: u32, s: f32, counter: u32): void {
+  const W: u32 = 0x9e3779b9;
+  const vs = f32x4.splat(s);
+  const th = i32x4.splat(<i32>threshold);
+  let c = i32x4.add(i32x4.splat(<i32>counter), i32x4(0, <i32>0x9e3779b9, <i32>0x3c6ef372, <i32>0xdaa66d2b));
+  const step = i32x4.splat(<i32>0x78dde6e4); // 4 * W mod 2^32
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const keep = i32x4.ge_u(mix32x4(c), th);
+    v128.store(at(out, i), v128.and(f32x4.mul(v128.load(at(x, i)), vs), keep));
+    c = i32x4.add(c, step);
+  }
+  let cs: u32 = counter + <u32>i * W;
+  for (; i < n; i++) {
+    store<f32>(at(out, i), mix32(cs) >= threshold ? load<f32>(at(x, i)) * s : 0);
+    cs += W;
+  }
+}

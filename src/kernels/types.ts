@@ -113,6 +113,14 @@ export interface Kernels {
   scale(x: FloatArray, s: number, n: number): void;
   /** sum_i x[i]^2, accumulated in float64 where the backend can. */
   sumSquares(x: FloatArray, n: number): number;
+  /**
+   * Inverted dropout with a mask hashed from a counter (nothing stored, nothing random):
+   * out[i] = x[i] * scale when mix32((counter + i * 0x9E3779B9) mod 2^32) >= threshold, else 0,
+   * with mix32 = lowbias32 (js/dropout.ts), threshold and counter uint32. Element i of a chunk
+   * that starts at i0 uses counter + i0 * 0x9E3779B9, so threads can split the range. Writes out;
+   * in place ok. Every backend gives the same bits (kept values are one float32 multiply).
+   */
+  dropout(out: FloatArray, x: FloatArray, n: number, threshold: number, scale: number, counter: number): void;
 
   // ---------------------------------------------------------------- loss
   /**
@@ -173,7 +181,7 @@ export interface Kernels {
 export const NON_GEMM_KERNELS = [
   'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward', 'ropeForward', 'ropeBackward',
   'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale',
-  'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate',
+  'sumSquares', 'dropout', 'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate',
   'scheduleFreeAdamwUpdate',
 ] as const;
 export type NonGemmKernel = (typeof NON_GEMM_KERNELS)[number];

@@ -119,6 +119,7 @@ export async function runModelBench(opts: ModelBenchOptions): Promise<ModelBench
       model.zeroGrad();
       for (let a = 0; a < accum; a++) {
         const s0 = performance.now();
+        model.setDropoutKey(opts.seed ?? 1337, t * accum + a); // training forwards: dropout on when model.dropout > 0
         model.forward(inputs, targets, B);
         const s1 = performance.now();
         model.backward(1 / accum);

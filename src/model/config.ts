@@ -19,6 +19,13 @@ export interface ModelConfig {
   norm_eps: number;
   /** Standard deviation of the normal init of every weight matrix (residual projections scaled). */
   init_std: number;
+  /**
+   * Dropout probability in [0, 1) on the embedding output and on each residual branch's output
+   * (attention out-projection, MLP down-projection), applied only in forwards the trainer keys
+   * (GPT.setDropoutKey). Absent or 0: no dropout, and the model computes exactly what it did
+   * before the option existed.
+   */
+  dropout?: number;
 }
 
 /**
@@ -48,6 +55,10 @@ function positiveNumber(cfg: ModelConfig, key: keyof ModelConfig): void {
 export function validateModelConfig(cfg: ModelConfig): void {
   for (const k of ['vocab_size', 'd_model', 'n_layer', 'n_head', 'seq_len', 'ffn_hidden'] as const) positiveInt(cfg, k);
   for (const k of ['rope_theta', 'norm_eps', 'init_std'] as const) positiveNumber(cfg, k);
+  const p = cfg.dropout;
+  if (p !== undefined && (typeof p !== 'number' || !(p >= 0 && p < 1))) {
+    throw new UserError(`model.dropout must be a number in [0, 1) (got ${String(p)})`);
+  }
   if (typeof cfg.tie_embeddings !== 'boolean') throw new UserError(`model.tie_embeddings must be true or false (got ${String(cfg.tie_embeddings)})`);
   if (cfg.d_model % cfg.n_head !== 0) {
     throw new UserError(`model.d_model (${cfg.d_model}) must be a multiple of model.n_head (${cfg.n_head})`);

@@ -19,6 +19,10 @@ import { linearForward, lmHeadForward } from './linear.js';
  * dscale 1, which writes softmax(row) - onehot(0) in place; adding 1 back to element 0 leaves
  * the softmax (absolute error ~1 ulp of 1.0 on that element). This keeps every exp inside the
  * kernels at O(H * n) per token, where the [T, T] causal kernel would cost O(H * n^2).
+ *
+ * Generation is evaluation: this decoder has its own forward over the model's weights and never
+ * applies dropout, whatever model.dropout says (dropout only acts in GPT forwards keyed by
+ * GPT.setDropoutKey, i.e. training micro-batches).
  */
 export class Generator {
   readonly capacity: number;

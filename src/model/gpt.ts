@@ -8,6 +8,7 @@ import { planLayout, weightViews, type ModelWeights, type ParamTensor, type Plan
 import { lmHeadBackward, lmHeadForward } from './linear.js';
 import { mlpBackward, mlpForward, type MlpPlan } from './mlp.js';
 import { mulberry32, normalSampler } from './rng.js';
+import { dropoutBackward, dropoutForward, dropoutStream } from './dropout.js';
 
 export type { ParamTensor } from './layout.js';
 
@@ -15,6 +16,10 @@ export type { ParamTensor } from './layout.js';
  * The GPT (Llama-style): token embedding -> n_layer x [RMSNorm -> attention (fused QKV, RoPE,
  * causal softmax) -> out-proj -> residual; RMSNorm -> SwiGLU MLP (fused gate|up) -> down-proj ->
  * residual] -> final RMSNorm -> LM head (tied to wte or not) -> mean cross-entropy (nats).
+ *
+ * With model.dropout = p > 0, a forward keyed by setDropoutKey() drops (inverted dropout,
+ * dropout.ts) the embedding output and each residual branch's output before its residual add:
+ * 2 n_layer + 1 sites. Every other forward (evaluation, validation) runs without dropout.
  *
  * Parameters, gradients and activations are planned and allocated once in the constructor;
  * forward/backward allocate nothing. All arithmetic goes through `Kernels`, so every backend
@@ -47,6 +52,15 @@ export class GPT {
   private lastB = 0;
   /** 'none' before any forward; 'loss' after a forward with targets; 'logits' without. */
   private state: 'none' | 'loss' | 'logits' = 'none';
+  /** model.dropout (0 = off: no dropout code runs at all). */
+  private readonly dropP: number;
+  /** The key setDropoutKey() gave for the next forward (consumed by it), or none. */
+  private pendingDropout = false;
+  private pendingSeed = 0;
+  private pendingCounter = 0;
+  /** Whether the last forward dropped, and its per-site streams (site 0 = embedding, 1 + 2l / 2 + 2l = layer l's attention / MLP). */
+  private dropActive = false;
+  private readonly dropStreams: Uint32Array;
 
   /**
    * `keepBudgetBytes`: the normed inputs and SwiGLU outputs are kept for backward when all
@@ -58,6 +72,8 @@ export class GPT {
     if (!Number.isInteger(batchSize) || batchSize <= 0) throw new UserError(`batch size must be a positive integer (got ${batchSize})`);
     this.config = { ...config };
     this.batchSize = batchSize;
+    this.dropP = config.dropout ?? 0;
+    this.dropStreams = new Uint32Array(2 * config.n_layer + 1);
     this.k = kernels;
     const layout = planLayout(config);
     this.planned = layout.tensors;
@@ -79,6 +95,9 @@ export class GPT {
     this.acts = a;
     this.attn = [];
     this.mlp = [];
+    // With dropout the branches back-propagate the MASKED residual gradient, written into the
+    // y scratch (free during backward); without, they read dres itself as before.
+    const branchDy = this.dropP > 0 ? a.y : a.dres;
     for (let l = 0; l < config.n_layer; l++) {
       const la = a.layers[l]!;
       this.attn.push(new AttentionPlan(
@@ -86,7 +105,7 @@ export class GPT {
         {
           x: la.ln1, qkv: la.qkv, att: la.att, atty: la.atty, y: a.y,
           wqkv: this.w.layers[l]!.wqkv, wo: this.w.layers[l]!.wo, cos: this.ropeCos, sin: this.ropeSin,
-          dy: a.dres, dx: a.dC, dwqkv: this.g.layers[l]!.wqkv, dwo: this.g.layers[l]!.wo,
+          dy: branchDy, dx: a.dC, dwqkv: this.g.layers[l]!.wqkv, dwo: this.g.layers[l]!.wo,
           datty: a.dC, dqkv: a.dqkv, datt: a.datt,
         },
       ));
@@ -94,7 +113,7 @@ export class GPT {
         dims: { maxB: batchSize, T, C, F: config.ffn_hidden },
         buf: {
           x: la.ln2, h: la.h, s: la.s, y: a.y, wGateUp: this.w.layers[l]!.wGateUp, wDown: this.w.layers[l]!.wDown,
-          dy: a.dres, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: a.dh, ds: a.s,
+          dy: branchDy, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: a.dh, ds: a.s,
         },
         recompute: a.recompute,
       });
@@ -123,6 +142,22 @@ export class GPT {
       const s = t.init === 'normal_residual' ? resStd : std;
       for (let i = t.offset; i < end; i++) this.params[i] = normal() * s;
     }
+  }
+
+  /**
+   * Keys the NEXT forward's dropout masks (training): `seed` is the run's seed, `counter` an
+   * integer in [0, 2^53) unique per micro-batch (the trainer passes step * grad_accum + micro).
+   * The masks are a pure function of (seed, counter, site), recomputed in backward, so a resumed
+   * run draws the same ones. That forward consumes the key: a forward without a fresh key (the
+   * evaluation mode: validation, eval, sampling) applies no dropout. A no-op when model.dropout
+   * is 0.
+   */
+  setDropoutKey(seed: number, counter: number): void {
+    if (!Number.isSafeInteger(counter) || counter < 0) throw new RangeError(`setDropoutKey: counter must be an integer in [0, 2^53) (got ${counter})`);
+    if (this.dropP === 0) return;
+    this.pendingDropout = true;
+    this.pendingSeed = seed;
+    this.pendingCounter = counter;
   }
 
   zeroGrad(): void {
@@ -156,17 +191,26 @@ export class GPT {
     const eps = cfg.norm_eps;
     this.copyIds(this.inputIds, inputs, N, 'inputs');
     if (targets) this.copyIds(this.targetIds, targets, N, 'targets');
+    const drop = this.pendingDropout;
+    this.pendingDropout = false;
+    this.dropActive = drop;
+    const p = this.dropP;
+    const streams = this.dropStreams;
+    if (drop) for (let i = 0; i < streams.length; i++) streams[i] = dropoutStream(this.pendingSeed, this.pendingCounter, i);
 
     k.embeddingForward(a.layers[0]!.res, this.inputIds, this.w.wte, N, C);
+    if (drop) dropoutForward(k, a.layers[0]!.res, a.layers[0]!.res, N * C, p, streams[0]!);
     for (let l = 0; l < cfg.n_layer; l++) {
       const la = a.layers[l]!;
       const lw = this.w.layers[l]!;
       const next = l + 1 < cfg.n_layer ? a.layers[l + 1]!.res : a.resFinal;
       k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
       attentionForward(k, this.attn[l]!, B);
+      if (drop) dropoutForward(k, a.y, a.y, N * C, p, streams[1 + 2 * l]!);
       k.add(la.mid, la.res, a.y, N * C);
       k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
       mlpForward(k, this.mlp[l]!, B);
+      if (drop) dropoutForward(k, a.y, a.y, N * C, p, streams[2 + 2 * l]!);
       k.add(next, la.mid, a.y, N * C);
     }
     k.rmsnormForward(a.lnf, a.rstdf, a.resFinal, this.w.finalNorm, N, C, eps);
@@ -203,6 +247,11 @@ export class GPT {
     lmHeadBackward(k, a.dC, this.g.lmHead, a.logits, a.lnf, this.w.lmHead, N, C, cfg.vocab_size, scale);
     a.dres.fill(0, 0, N * C); // rmsnormBackward accumulates into it
     k.rmsnormBackward(a.dres, this.g.finalNorm, a.dC, a.resFinal, this.w.finalNorm, a.rstdf, N, C);
+    // With model.dropout > 0 each branch reads its output gradient from a.y: dres through the
+    // forward's mask, or (a forward without dropout) through p = 0, a plain copy.
+    const p = this.dropP;
+    const pl = this.dropActive ? p : 0;
+    const streams = this.dropStreams;
     for (let l = cfg.n_layer - 1; l >= 0; l--) {
       const la = a.layers[l]!;
       const lw = this.w.layers[l]!;
@@ -211,12 +260,16 @@ export class GPT {
       // sublayer's norm backward adds its branch's contribution (the kernel accumulates)
       // normed inputs not kept: recompute them (identical values, rstd rewritten as is)
       if (a.recompute) k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
+      if (p > 0) dropoutBackward(k, a.y, a.dres, N * C, pl, streams[2 + 2 * l]!);
       mlpBackward(k, this.mlp[l]!, B);
       k.rmsnormBackward(a.dres, lg.mlpNorm, a.dC, la.mid, lw.mlpNorm, la.rstd2, N, C);
       if (a.recompute) k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
+      if (p > 0) dropoutBackward(k, a.y, a.dres, N * C, pl, streams[1 + 2 * l]!);
       attentionBackward(k, this.attn[l]!, B);
       k.rmsnormBackward(a.dres, lg.attnNorm, a.dC, la.res, lw.attnNorm, la.rstd1, N, C);
     }
+    // the embedding's own mask: dres is not needed after this, so in place
+    if (this.dropActive) dropoutBackward(k, a.dres, a.dres, N * C, p, streams[0]!);
     k.embeddingBackward(this.g.wte, a.dres, this.inputIds, N, C);
   }
 

@@ -41,7 +41,7 @@ function nullKernels(): Kernels {
     name: 'js', threads: 1, gemm: noop, gemmStridedBatched: noop, embeddingForward: noop, embeddingBackward: noop,
     rmsnormForward: noop, rmsnormBackward: noop, ropeForward: noop, ropeBackward: noop, softmaxCausalForward: noop,
     softmaxCausalBackward: noop, swigluForward: noop, swigluBackward: noop, add: noop, axpy: noop, scale: noop,
-    sumSquares: () => 0, crossEntropyForward: noop, crossEntropyForwardBackward: noop, adamwUpdate: noop,
+    sumSquares: () => 0, dropout: noop, crossEntropyForward: noop, crossEntropyForwardBackward: noop, adamwUpdate: noop,
     lionUpdate: noop, scheduleFreeAdamwUpdate: noop, dispose: noop,
   };
 }
@@ -53,19 +53,21 @@ function stepper(m: GPT, arena: Arena): () => void {
   const y = arena.ints(4 * MEM_CFG.seq_len);
   x.set(randomIds(x.length, MEM_CFG.vocab_size, 1));
   y.set(randomIds(y.length, MEM_CFG.vocab_size, 2));
+  let counter = 0;
   return () => {
     m.zeroGrad();
+    m.setDropoutKey(1, counter++); // a training forward (dropout when the config has it)
     m.forward(x, y, 4);
     m.backward();
-    m.forward(x, y, 2); // a smaller batch too
+    m.forward(x, y, 2); // a smaller batch too, unkeyed (evaluation mode)
     m.backward(0.5);
   };
 }
 
-test('the model itself allocates nothing per step (JS heap unchanged over 50 steps, no gc in between)', () => {
+for (const dropout of [0, 0.1]) test(`the model itself allocates nothing per step (dropout ${dropout}; JS heap unchanged over 50 steps, no gc in between)`, () => {
   const gc = exposeGc();
   const arena = new HeapArena('f32');
-  const m = new GPT(MEM_CFG, nullKernels(), arena, 4);
+  const m = new GPT({ ...MEM_CFG, dropout }, nullKernels(), arena, 4);
   const step = stepper(m, arena);
   // warm-up until the optimizing compiler has run: interpreted code boxes doubles on the heap
   for (let i = 0; i < 500; i++) step();

@@ -53,6 +53,13 @@ const pathList = () => ({
   schema: z.preprocess((v) => (typeof v === 'string' ? (v === '' ? [] : [v]) : v), z.array(z.string().min(1))),
   expect: 'a string or an array of strings',
 });
+/**
+ * The key may be left out and then stays absent (the code reads absent as its documented
+ * default): configs, run folders and checkpoints written before the key existed keep matching.
+ */
+function optional<S extends z.ZodType>(f: Field<S>): Field<z.ZodOptional<S>> {
+  return { schema: f.schema.optional(), expect: f.expect };
+}
 /** The key may be left out; it then takes `value`. */
 function withDefault<S extends z.ZodType>(f: Field<S>, value: z.output<S>): Field<z.ZodDefault<S>> {
   return { schema: f.schema.default(value as never) as z.ZodDefault<S>, expect: f.expect };
@@ -83,6 +90,8 @@ const FIELDS = {
     rope_theta: positive(),
     norm_eps: positive(),
     init_std: positive(),
+    /** dropout probability on the embedding and on each residual branch's output, training only; absent = 0 (off) */
+    dropout: optional(unitOpen()),
   },
   train: {
     batch_size: int(1),
@@ -201,7 +210,7 @@ export type RunConfig = z.infer<typeof runConfigSchema>;
 // (keys OptimConfig leaves optional, with defaults, the schema always fills).
 const optimMatches: Required<OptimConfig> extends OptimConfigT ? (OptimConfigT extends OptimConfig ? true : never) : never = true;
 void optimMatches;
-// Likewise the [model] section is exactly the model's ModelConfig.
+// Likewise the [model] section is exactly the model's ModelConfig (optional keys included).
 const modelMatches: ModelConfig extends ModelConfigT ? (ModelConfigT extends ModelConfig ? true : never) : never = true;
 void modelMatches;
 

@@ -107,6 +107,7 @@ function trainStep(s: Session, lr: number, average: LossAverage): StepStats | st
   let sum = 0;
   for (let m = 0; m < accum; m++) {
     loader.nextBatch(inputs, targets);
+    model.setDropoutKey(config.train.seed, s.step * accum + m); // masks depend on the step alone: resume is exact
     const loss = model.forward(inputs, targets, config.train.batch_size);
     if (!Number.isFinite(loss)) return `the loss (${loss}) is not finite`;
     sum += loss;

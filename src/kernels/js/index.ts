@@ -6,6 +6,7 @@ import { ropeBackward, ropeForward } from './rope.js';
 import { softmaxCausalBackward, softmaxCausalForward } from './attention.js';
 import { swigluBackward, swigluForward } from './swiglu.js';
 import { add, axpy, scale, sumSquares } from './elementwise.js';
+import { dropout } from './dropout.js';
 import { crossEntropyForward, crossEntropyForwardBackward } from './loss.js';
 import { adamwUpdate, lionUpdate, scheduleFreeAdamwUpdate } from './optim.js';
 
@@ -16,6 +17,7 @@ export * from './rope.js';
 export * from './attention.js';
 export * from './swiglu.js';
 export * from './elementwise.js';
+export * from './dropout.js';
 export * from './loss.js';
 export * from './optim.js';
 
@@ -44,6 +46,7 @@ export function createJsKernels(): Kernels {
     axpy,
     scale,
     sumSquares,
+    dropout,
     crossEntropyForward,
     crossEntropyForwardBackward,
     adamwUpdate,

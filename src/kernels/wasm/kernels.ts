@@ -3,6 +3,7 @@ import type { FloatArray, Kernels } from '../types.js';
 import { compileKernels, instantiateKernels, type WasmBuild, type WasmExports, type WasmFn } from './loader.js';
 import { CTRL_BYTES, type PoolOp } from './ops.js';
 import { WorkerPool } from './pool.js';
+import { DROPOUT_WEYL } from '../js/dropout.js';
 
 /** Work (multiply-adds for gemm, elements otherwise) below which one thread is faster than a dispatch. */
 const GEMM_PAR_MACS = 1 << 20;
@@ -317,6 +318,14 @@ class WasmKernelSet implements WasmKernels {
     let s = 0;
     for (const v of parts) s += v;
     return s;
+  }
+
+  dropout(out: FloatArray, x: FloatArray, n: number, threshold: number, scale: number, counter: number): void {
+    checkLen(out, n, 'dropout out'); checkLen(x, n, 'dropout x');
+    const o = fptr(out, 'out'), p = fptr(x, 'x');
+    // a chunk starting at i0 continues the counter sequence where it would be at element i0
+    this.split('dropout', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [o + 4 * i0, p + 4 * i0, i1 - i0, threshold, scale,
+      (counter + Math.imul(i0, DROPOUT_WEYL)) >>> 0]);
   }
 
   // ------------------------------------------------------------------ loss

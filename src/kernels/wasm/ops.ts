@@ -6,7 +6,7 @@ export const POOL_OPS = [
   'gemm', 'gemmBatched', 'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward',
   'rope', 'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward',
   'add', 'axpy', 'scale', 'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward',
-  'adamwUpdate', 'lionUpdate', 'scheduleFreeAdamwUpdate', 'zero', 'gemmShared', 'gemmBatchedShared',
+  'adamwUpdate', 'lionUpdate', 'scheduleFreeAdamwUpdate', 'zero', 'gemmShared', 'gemmBatchedShared', 'dropout',
 ] as const;
 export type PoolOp = (typeof POOL_OPS)[number];
 
