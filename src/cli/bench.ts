@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
 import { loadConfig } from '../train/config.js';
 import { runModelBench, type ModelBenchResult } from '../model/bench.js';
+import { createOptimizer } from '../optim/index.js';
 import { runKernelBench } from '../kernels/bench.js';
 import { runTokenizerBench } from '../tokenizer/bench.js';
 import { BACKENDS } from '../train/config.js';
@@ -73,9 +74,9 @@ export function registerBench(program: Command): void {
       for (const t of targets) {
         const cfg = loadConfig({ preset: t.preset, file: t.file, set: opts.set });
         const benchThreads = threads ?? (cfg.train.threads > 0 ? cfg.train.threads : undefined);
-        // the bench builds the model, AdamW's two state buffers and a batch (src/model/bench.ts)
+        // the bench builds the model, the config's optimizer and a batch (src/model/bench.ts)
         checkMemoryPlan(planMemory({
-          model: cfg.model, batchSize: cfg.train.batch_size, optimizer: 'adamw', decoder: false,
+          model: cfg.model, batchSize: cfg.train.batch_size, optimizer: cfg.optim.name, decoder: false,
           kernelThreads: kernelThreadsFor(backend, benchThreads),
         }), { subject: `the ${t.label} config` });
         const r = await runModelBench({
@@ -86,9 +87,10 @@ export function registerBench(program: Command): void {
           threads: benchThreads,
           steps,
           profile: !!opts.profile,
+          optimizer: (k, arena, params, grads, tensors) => createOptimizer(cfg.optim, k, arena, params, grads, tensors),
         });
-        if (opts.json) console.log(JSON.stringify({ preset: t.label, ...r }));
-        else printModelResult(t.label, r);
+        if (opts.json) console.log(JSON.stringify({ preset: t.label, optimizer: cfg.optim.name, ...r }));
+        else printModelResult(`${t.label} (${cfg.optim.name})`, r);
       }
     });
 }

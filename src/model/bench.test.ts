@@ -51,3 +51,23 @@ test('default preset (batch 8): one training step with AdamW state fits in 400 M
     await be.dispose();
   }
 });
+
+test('runModelBench times the optimizer it is given, once per step, on the model buffers', async () => {
+  const config = tinyConfig({ vocab_size: 64, d_model: 32, n_head: 2, seq_len: 16, ffn_hidden: 64 });
+  let built = 0;
+  const lrs: number[] = [];
+  const r = await runModelBench({
+    config, batchSize: 2, gradAccum: 1, backend: 'js', steps: 10, warmup: 2, peakGflops: 10,
+    optimizer: (_k, _arena, params, grads, tensors) => {
+      built++;
+      assert.equal(params.length, countParams(config));
+      assert.equal(grads.length, params.length);
+      assert.ok(tensors.some((t) => t.name === 'wte'));
+      return { step: (lr: number) => void lrs.push(lr) };
+    },
+  });
+  assert.equal(built, 1);
+  assert.equal(lrs.length, 12, 'warm-up and timed steps');
+  assert.ok(lrs.every((lr) => lr > 0));
+  assert.ok(r.optimizer_ms >= 0);
+});

@@ -23,7 +23,17 @@ export interface ModelBenchOptions {
   /** Also run a few profiled steps and report time per kernel category. */
   profile?: boolean;
   seed?: number;
+  /**
+   * Builds the optimizer to time (the caller's, e.g. createOptimizer of the run config: this
+   * layer does not know the optimizers). Omitted: a plain AdamW update with its own m/v state.
+   */
+  optimizer?: BenchOptimizerFactory;
 }
+
+/** What runModelBench needs of an optimizer: an update with a given learning rate. */
+export type BenchOptimizerFactory = (
+  kernels: Kernels, arena: Arena, params: GPT['params'], grads: GPT['grads'], tensors: GPT['tensors'],
+) => { step(lr: number): void };
 
 export interface ModelBenchResult {
   tokens_per_second: number;
@@ -81,10 +91,23 @@ export function measurePeakGflops(k: Kernels, arena: Arena, minMs = 150): number
   }
 }
 
+/** One AdamW update over the whole parameter buffer with its own m/v state: the default bench optimizer. */
+function plainAdamW(k: Kernels, arena: Arena, params: GPT['params'], grads: GPT['grads'], n: number): { step(lr: number): void } {
+  const m = arena.floats(n);
+  const v = arena.floats(n);
+  let t = 0;
+  return {
+    step(lr: number): void {
+      t++;
+      k.adamwUpdate(params, grads, m, v, n, lr, 0.9, 0.95, 1e-8, 0.1, 1 - 0.9 ** t, 1 - 0.95 ** t);
+    },
+  };
+}
+
 /**
- * Training throughput of a config on a backend: forward + backward (x gradAccum) + one AdamW
- * update over the whole parameter buffer (its own m/v state, so this does not depend on the
- * optimizer module), on random tokens. Warm-up steps are excluded; times are medians.
+ * Training throughput of a config on a backend: forward + backward (x gradAccum) + one optimizer
+ * update (opts.optimizer, else plain AdamW), on random tokens. Warm-up steps are excluded; times
+ * are medians.
  */
 export async function runModelBench(opts: ModelBenchOptions): Promise<ModelBenchResult> {
   const steps = Math.max(10, opts.steps ?? 10);
@@ -101,8 +124,7 @@ export async function runModelBench(opts: ModelBenchOptions): Promise<ModelBench
     const model = new GPT(opts.config, k, arena, B);
     model.init(opts.seed ?? 1337);
     const n = model.numParams;
-    const m = arena.floats(n);
-    const v = arena.floats(n);
+    const update = opts.optimizer ? opts.optimizer(k, arena, model.params, model.grads, model.tensors) : plainAdamW(k, arena, model.params, model.grads, n);
     const T = opts.config.seq_len;
     const V = opts.config.vocab_size;
     const inputs = arena.ints(B * T);
@@ -128,7 +150,7 @@ export async function runModelBench(opts: ModelBenchOptions): Promise<ModelBench
       }
       const o0 = performance.now();
       t++;
-      k.adamwUpdate(model.params, model.grads, m, v, n, 1e-4, 0.9, 0.95, 1e-8, 0.1, 1 - 0.9 ** t, 1 - 0.95 ** t);
+      update.step(1e-4);
       const end = performance.now();
       return { f, b, o: end - o0, total: end - t0 };
     };
