@@ -1,7 +1,6 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -19,6 +18,7 @@ import { UserError } from '../util/errors.js';
 import { tinystoriesSampleDir } from '../util/paths.js';
 import { createOptimizer, MUON_DEFAULTS, muonPlan, type OptimConfig, type ParamTensor } from './index.js';
 import { NS_COEFFS, NS_EPS } from './muon.js';
+import { useTempCache } from '../util/testing.js';
 
 // Muon against a plain float64 reference written here from the algorithm (not from muon.ts):
 // Nesterov momentum, Newton-Schulz on each logical matrix (transposing the tall ones),
@@ -501,17 +501,7 @@ test('config: optim.name = "muon" and its keys have defaults, so existing preset
 });
 
 let work = '';
-let savedCache: string | undefined;
-before(() => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-muon-'));
-  savedCache = process.env.POCKETLM_CACHE;
-  process.env.POCKETLM_CACHE = path.join(work, 'cache');
-});
-after(() => {
-  if (savedCache === undefined) delete process.env.POCKETLM_CACHE;
-  else process.env.POCKETLM_CACHE = savedCache;
-  fs.rmSync(work, { recursive: true, force: true });
-});
+useTempCache('pocketlm-muon-', (dir) => (work = dir));
 
 test('a muon run interrupted at a checkpoint and resumed logs the same losses as one run straight through', async () => {
   const DATA = path.join(tinystoriesSampleDir(), 'valid-00.txt');

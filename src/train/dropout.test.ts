@@ -1,32 +1,20 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { tinystoriesSampleDir } from '../util/paths.js';
 import { loadConfig, type RunConfig } from './config.js';
 import { evaluateRun, openRun } from './inference.js';
 import { readLog } from './log.js';
 import { train } from './trainer.js';
+import { useTempCache } from '../util/testing.js';
 
 // The trainer with model.dropout: training forwards drop, validation does not, and a resumed
 // run draws the same masks as an uninterrupted one (in-process, tiny model, wasm one thread).
 
 const DATA = path.join(tinystoriesSampleDir(), 'valid-00.txt');
 let work = '';
-let savedCache: string | undefined;
-
-before(() => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-dropout-'));
-  savedCache = process.env.POCKETLM_CACHE;
-  process.env.POCKETLM_CACHE = path.join(work, 'cache');
-});
-
-after(() => {
-  if (savedCache === undefined) delete process.env.POCKETLM_CACHE;
-  else process.env.POCKETLM_CACHE = savedCache;
-  fs.rmSync(work, { recursive: true, force: true });
-});
+useTempCache('pocketlm-dropout-', (dir) => (work = dir));
 
 function config(set: string[] = []): RunConfig {
   return loadConfig({

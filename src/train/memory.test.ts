@@ -1,7 +1,6 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { WasmArena } from '../kernels/arena.js';
@@ -16,6 +15,7 @@ import { openSession } from './session.js';
 import {
   checkMemoryPlan, kernelScratchBytes, OPTIMIZER_STATE, planMemory, trainingMemoryPlan, type MemoryLimits,
 } from './memory.js';
+import { useTempCache } from '../util/testing.js';
 
 // The memory plan is computed from the config alone; these tests hold it to what the code
 // really allocates, and check that a config that cannot fit is refused before anything is built.
@@ -24,19 +24,7 @@ const DATA = path.join(tinystoriesSampleDir(), 'valid-00.txt');
 const BIN = path.join(packageRoot(), 'bin', 'pocketlm.js');
 const GiB = 2 ** 30;
 let work = '';
-let savedCache: string | undefined;
-
-before(() => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-memory-'));
-  savedCache = process.env.POCKETLM_CACHE;
-  process.env.POCKETLM_CACHE = path.join(work, 'cache');
-});
-
-after(() => {
-  if (savedCache === undefined) delete process.env.POCKETLM_CACHE;
-  else process.env.POCKETLM_CACHE = savedCache;
-  fs.rmSync(work, { recursive: true, force: true });
-});
+useTempCache('pocketlm-memory-', (dir) => (work = dir));
 
 function presetConfig(preset: string, set: string[] = []): RunConfig {
   return loadConfig({ preset, set: [`data.paths=[${JSON.stringify(DATA)}]`, 'train.backend="wasm"', ...set] });

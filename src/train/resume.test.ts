@@ -1,12 +1,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
 import { readLog, type LogRecord } from './log.js';
+import { snapshotTree } from '../util/testing.js';
 
 // End-to-end through `node bin/pocketlm.js train`: a run killed with SIGKILL at random moments
 // and resumed each time must log exactly the same numbers as an uninterrupted run. wasm with one
@@ -122,19 +122,7 @@ test('an uninterrupted tiny run completes and logs every step', async () => {
   assert.equal(manifestStep(dir), STEPS);
 });
 
-/** Every file and folder under `dir` with the hash of its bytes (the lock excluded), to show a refusal changed nothing. */
-function snapshot(dir: string, out: Record<string, string> = {}, root = dir): Record<string, string> {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) {
-      out[path.relative(root, p)] = '<dir>';
-      snapshot(p, out, root);
-    } else {
-      out[path.relative(root, p)] = crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-    }
-  }
-  return out;
-}
+const snapshot = (dir: string): Record<string, string> => snapshotTree(dir);
 
 test('leftovers of killed writes (temp files, uncommitted ckpt folders) are removed when the run is next opened', async () => {
   const dir = path.join(work, 'ref');

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,24 +7,13 @@ import { claimRunFolder, removeOrphanCheckpoints, runFilesIn } from './run.js';
 import { lockFilePath, readLockOwner } from './lock.js';
 import { tempPathFor } from '../util/atomic.js';
 import { UserError } from '../util/errors.js';
+import { snapshotTree } from '../util/testing.js';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-run-'));
 }
 
-/** Every file and folder under `dir` with the hash of its bytes, to show a refusal changed nothing. */
-function snapshot(dir: string, out: Record<string, string> = {}, root = dir): Record<string, string> {
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) {
-      out[path.relative(root, p)] = '<dir>';
-      snapshot(p, out, root);
-    } else {
-      out[path.relative(root, p)] = crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-    }
-  }
-  return out;
-}
+const snapshot = (dir: string): Record<string, string> => snapshotTree(dir);
 
 /** A run folder as a killed or finished run leaves it; `manifest` names ckpt-000120. */
 function fakeRun(dir: string, opts: { manifest: boolean }): void {
