@@ -432,12 +432,14 @@ export function zero(x: usize, n: i32): void {
 }
 
 /**
- * out[i] = x[i] * s where mix32(counter + i * 0x9E3779B9) >= threshold (unsigned), else +0.
- * In place ok. Four lanes hash four consecutive counters; the kept product is masked by the
- * compare (all ones or all zeros), so a dropped element is +0 as in the js oracle.
+ * out[i] = x[i] * s where mix32(counter + i * 0x9E3779B9) >= threshold (unsigned), else +0,
+ * with s = 2^32 / (2^32 - threshold) rounded to f32 (keepScale in the js oracle). In place ok.
+ * Four lanes hash four consecutive counters; the kept product is masked by the compare (all
+ * ones or all zeros), so a dropped element is +0 as in the js oracle.
  */
-export function dropout(out: usize, x: usize, n: i32, threshold: u32, s: f32, counter: u32): void {
+export function dropout(out: usize, x: usize, n: i32, threshold: u32, counter: u32): void {
   const W: u32 = 0x9e3779b9;
+  const s = <f32>(4294967296.0 / (4294967296.0 - <f64>threshold));
   const vs = f32x4.splat(s);
   const th = i32x4.splat(<i32>threshold);
   let c = i32x4.add(i32x4.splat(<i32>counter), i32x4(0, <i32>0x9e3779b9, <i32>0x3c6ef372, <i32>0xdaa66d2b));

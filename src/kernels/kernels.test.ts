@@ -321,14 +321,15 @@ const CASES: Array<[string, Case]> = [
     const cases = [
       { threshold: Math.round(0.1 * 2 ** 32), scale: Math.fround(1 / 0.9), counter: 12345 },
       { threshold: 2 ** 31, scale: 2, counter: 0xfffffff0 }, // p = 0.5, the counter wraps inside the call
+      { threshold: -(2 ** 30), scale: 4, counter: -5 }, // int32 bit patterns: p = 0.75, counter 2^32 - 5
       { threshold: 0, scale: 1, counter: 7 }, // keeps everything
     ];
     for (const n of [...SIZES, 1000, 4099, 140001]) for (const c of cases) scoped(arena, () => {
       const x = randFloats(arena, rng, n);
       const out = nanFloats(arena, n);
       const want = new Float32Array(out); // the oracle on float32: one rounding of x * scale, as a float32 multiply
-      ref.dropout(want, new Float32Array(x), n, c.threshold, c.scale, c.counter);
-      k.dropout(out, x, n, c.threshold, c.scale, c.counter);
+      ref.dropout(want, new Float32Array(x), n, c.threshold, c.counter);
+      k.dropout(out, x, n, c.threshold, c.counter);
       const label = `dropout n=${n} threshold=${c.threshold} counter=${c.counter}`;
       assertAllClose(out, want, { rtol: 0, atol: 0, label });
       let kept = 0;
@@ -340,13 +341,13 @@ const CASES: Array<[string, Case]> = [
       }
       if (c.threshold === 0) assert.equal(kept, n, `${label}: threshold 0 keeps every element`);
       if (n >= 4099) {
-        const pKeep = 1 - c.threshold / 2 ** 32;
+        const pKeep = 1 - (c.threshold >>> 0) / 2 ** 32;
         const sd = Math.sqrt((n * pKeep * (1 - pKeep)) || 1);
         assert.ok(Math.abs(kept - n * pKeep) <= 5 * sd, `${label}: kept ${kept} of ${n}, expected ${(n * pKeep).toFixed(0)} +- ${(5 * sd).toFixed(0)}`);
       }
       const xa = arena.floats(n + GUARD);
       xa.set(x);
-      k.dropout(xa, xa, n, c.threshold, c.scale, c.counter); // in place
+      k.dropout(xa, xa, n, c.threshold, c.counter); // in place
       assertAllClose(xa, want, { rtol: 0, atol: 0, n, label: `${label} in place` });
       assertAllClose(xa.subarray(n), x.subarray(n), { rtol: 0, atol: 0, label: `${label} in place: guard unchanged` });
     });
@@ -551,11 +552,12 @@ test('kernels: the suite rejects planted bugs', async (t) => {
     }],
     ['add skips the last element', 'add / axpy', { add: (o, a, b, n) => js.add(o, a, b, n - 1) }],
     ['sumSquares skips the last element', 'add / axpy', { sumSquares: (x, n) => js.sumSquares(x, n - 1) }],
-    ['dropout ignores the counter', 'dropout', { dropout: (o, x, n, th, sc) => js.dropout(o, x, n, th, sc, 0) }],
+    ['dropout ignores the counter', 'dropout', { dropout: (o, x, n, th) => js.dropout(o, x, n, th, 0) }],
     ['dropout restarts the counter halfway (a thread chunk that does not continue the sequence)', 'dropout', {
-      dropout: (o, x, n, th, sc, c) => { const h = n >> 1; js.dropout(o, x, h, th, sc, c); js.dropout(o.subarray(h), x.subarray(h), n - h, th, sc, c); },
+      dropout: (o, x, n, th, c) => { const h = n >> 1; js.dropout(o, x, h, th, c); js.dropout(o.subarray(h), x.subarray(h), n - h, th, c); },
     }],
-    ['dropout keeps elements unscaled', 'dropout', { dropout: (o, x, n, th, _sc, c) => js.dropout(o, x, n, th, 1, c) }],
+    ['dropout keeps elements unscaled', 'dropout', { dropout: (o, x, n, th, c) => { js.dropout(o, x, n, th, c); for (let i = 0; i < n; i++) if (o[i] !== 0) o[i] = x[i]!; } }],
+    ['dropout scales by 1 / (1 - p) in float64', 'dropout', { dropout: (o, x, n, th, c) => { js.dropout(o, x, n, th, c); for (let i = 0; i < n; i++) if (o[i] !== 0) o[i] = x[i]! * (2 ** 32 / (2 ** 32 - (th >>> 0))); } }],
     ['cross-entropy in place overwrites logits too early', 'crossEntropy', {
       crossEntropyForwardBackward: (d, losses, logits, tg, N, V, ds) => {
         for (let i = 0; i < N; i++) {

@@ -115,12 +115,15 @@ export interface Kernels {
   sumSquares(x: FloatArray, n: number): number;
   /**
    * Inverted dropout with a mask hashed from a counter (nothing stored, nothing random):
-   * out[i] = x[i] * scale when mix32((counter + i * 0x9E3779B9) mod 2^32) >= threshold, else 0,
-   * with mix32 = lowbias32 (js/dropout.ts), threshold and counter uint32. Element i of a chunk
-   * that starts at i0 uses counter + i0 * 0x9E3779B9, so threads can split the range. Writes out;
-   * in place ok. Every backend gives the same bits (kept values are one float32 multiply).
+   * out[i] = x[i] * keepScale(threshold) when mix32((counter + i * 0x9E3779B9) mod 2^32) >=
+   * threshold, else 0, with mix32 = lowbias32 and keepScale = 2^32 / (2^32 - threshold) rounded
+   * to float32, the inverse of the keep probability (js/dropout.ts). threshold and counter are
+   * uint32; their int32 bit patterns are accepted too (callers keep them int32 so that V8 passes
+   * them unboxed: a uint32 above 2^31 or a float scale would be a heap number per call). Element
+   * i of a chunk that starts at i0 uses counter + i0 * 0x9E3779B9, so threads can split the range.
+   * Writes out; in place ok. Every backend gives the same bits (kept values are one float32 multiply).
    */
-  dropout(out: FloatArray, x: FloatArray, n: number, threshold: number, scale: number, counter: number): void;
+  dropout(out: FloatArray, x: FloatArray, n: number, threshold: number, counter: number): void;
 
   // ---------------------------------------------------------------- loss
   /**

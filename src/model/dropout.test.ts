@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { HeapArena, type Arena } from '../kernels/arena.js';
 import { createBackend, type Backend } from '../kernels/index.js';
 import { createJsKernels } from '../kernels/js/index.js';
+import { keepScale } from '../kernels/js/dropout.js';
 import { dot, fillNormal, numericGradient, seededRng } from '../kernels/testing.js';
 import type { FloatArray, Kernels } from '../kernels/types.js';
 import type { ModelConfig } from './config.js';
@@ -22,7 +23,7 @@ const GRAD_TOL = 1e-5;
 /** Indices kept by the mask of (p, stream) over n elements (dropout of an all-ones input). */
 function keptMask(k: Kernels, n: number, p: number, stream: number): Uint8Array {
   const x = new Float64Array(n).fill(1);
-  dropoutForward(k, x, x, n, p, stream);
+  dropoutForward(k, x, x, n, dropoutThreshold(p), stream);
   return Uint8Array.from(x, (v) => (v !== 0 ? 1 : 0));
 }
 
@@ -34,10 +35,10 @@ test('dropout op pair matches finite differences (float64, the mask fixed by its
     const x = fillNormal(new Float64Array(n), rng);
     const y = new Float64Array(n);
     const R = fillNormal(new Float64Array(n), rng);
-    const f = (): number => { dropoutForward(js, y, x, n, p, stream); return dot(R, y); };
+    const f = (): number => { dropoutForward(js, y, x, n, dropoutThreshold(p), stream); return dot(R, y); };
     f();
     const dx = new Float64Array(n);
-    dropoutBackward(js, dx, R, n, p, stream);
+    dropoutBackward(js, dx, R, n, dropoutThreshold(p), stream);
     const num = numericGradient(x, f);
     f(); // y of the unperturbed x
     let kept = 0;
@@ -59,7 +60,7 @@ test('keep fraction is 1 - p, kept values are scaled by 1/(1-p) so the mean is p
   const n = 200_000;
   for (const p of [0.05, 0.1, 0.2, 0.5, 0.9]) {
     const x = new Float64Array(n).fill(1);
-    dropoutForward(js, x, x, n, p, dropoutStream(1337, 42, 0));
+    dropoutForward(js, x, x, n, dropoutThreshold(p), dropoutStream(1337, 42, 0));
     let kept = 0;
     let sum = 0;
     for (let i = 0; i < n; i++) {
@@ -140,11 +141,11 @@ test('a backward that ignores the mask on one site is caught by the whole-model 
   let calls = 0;
   const buggy: Kernels = {
     ...js,
-    dropout(out, x, n, threshold, scale, counter) {
+    dropout(out, x, n, threshold, counter) {
       calls++;
       // 2 layers: calls 1-5 are the forward's sites, 6-9 the backward's branches, 10 the embedding's backward
-      if (calls === 10) js.dropout(out, x, n, 0, scale, counter);
-      else js.dropout(out, x, n, threshold, scale, counter);
+      if (calls === 10) { js.dropout(out, x, n, threshold, counter); for (let i = 0; i < n; i++) out[i] = x[i]! * keepScale(threshold); }
+      else js.dropout(out, x, n, threshold, counter);
     },
   };
   const cfg = tinyConfig({ dropout: 0.3 });
@@ -250,14 +251,14 @@ test('same key, same mask on every backend (js, wasm 1 and 2 threads, native), b
   const p = 0.1;
   const stream = dropoutStream(1337, 4 * 1000 + 3, 7);
   const want = Float32Array.from(x64);
-  dropoutForward(js, want, want, n, p, stream);
+  dropoutForward(js, want, want, n, dropoutThreshold(p), stream);
   const bes = await backends();
   assert.ok(bes.length > 0, 'no wasm backend here');
   try {
     for (const { label, be } of bes) {
       const x: FloatArray = be.arena.floats(n);
       x.set(x64);
-      dropoutForward(be.kernels, x, x, n, p, stream);
+      dropoutForward(be.kernels, x, x, n, dropoutThreshold(p), stream);
       assert.deepEqual(x, want, label);
     }
   } finally {

@@ -8,7 +8,7 @@ import { planLayout, weightViews, type ModelWeights, type ParamTensor, type Plan
 import { lmHeadBackward, lmHeadForward } from './linear.js';
 import { mlpBackward, mlpForward, type MlpPlan } from './mlp.js';
 import { mulberry32, normalSampler } from './rng.js';
-import { dropoutBackward, dropoutForward, dropoutStream } from './dropout.js';
+import { dropoutBackward, dropoutForward, dropoutStream, dropoutThreshold } from './dropout.js';
 
 export type { ParamTensor } from './layout.js';
 
@@ -54,13 +54,15 @@ export class GPT {
   private state: 'none' | 'loss' | 'logits' = 'none';
   /** model.dropout (0 = off: no dropout code runs at all). */
   private readonly dropP: number;
+  /** dropoutThreshold(dropP), an int32 like the streams: kernel arguments V8 passes unboxed. */
+  private readonly dropThreshold: number;
   /** The key setDropoutKey() gave for the next forward (consumed by it), or none. */
   private pendingDropout = false;
   private pendingSeed = 0;
   private pendingCounter = 0;
   /** Whether the last forward dropped, and its per-site streams (site 0 = embedding, 1 + 2l / 2 + 2l = layer l's attention / MLP). */
   private dropActive = false;
-  private readonly dropStreams: Uint32Array;
+  private readonly dropStreams: Int32Array;
 
   /**
    * `keepBudgetBytes`: the normed inputs and SwiGLU outputs are kept for backward when all
@@ -73,7 +75,8 @@ export class GPT {
     this.config = { ...config };
     this.batchSize = batchSize;
     this.dropP = config.dropout ?? 0;
-    this.dropStreams = new Uint32Array(2 * config.n_layer + 1);
+    this.dropThreshold = dropoutThreshold(this.dropP);
+    this.dropStreams = new Int32Array(2 * config.n_layer + 1);
     this.k = kernels;
     const layout = planLayout(config);
     this.planned = layout.tensors;
@@ -194,7 +197,7 @@ export class GPT {
     const drop = this.pendingDropout;
     this.pendingDropout = false;
     this.dropActive = drop;
-    const p = this.dropP;
+    const p = this.dropThreshold;
     const streams = this.dropStreams;
     if (drop) for (let i = 0; i < streams.length; i++) streams[i] = dropoutStream(this.pendingSeed, this.pendingCounter, i);
 
@@ -249,8 +252,8 @@ export class GPT {
     k.rmsnormBackward(a.dres, this.g.finalNorm, a.dC, a.resFinal, this.w.finalNorm, a.rstdf, N, C);
     // With model.dropout > 0 each branch reads its output gradient from a.y: dres through the
     // forward's mask, or (a forward without dropout) through p = 0, a plain copy.
-    const p = this.dropP;
-    const pl = this.dropActive ? p : 0;
+    const on = this.dropP > 0;
+    const pl = this.dropActive ? this.dropThreshold : 0;
     const streams = this.dropStreams;
     for (let l = cfg.n_layer - 1; l >= 0; l--) {
       const la = a.layers[l]!;
@@ -260,16 +263,16 @@ export class GPT {
       // sublayer's norm backward adds its branch's contribution (the kernel accumulates)
       // normed inputs not kept: recompute them (identical values, rstd rewritten as is)
       if (a.recompute) k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
-      if (p > 0) dropoutBackward(k, a.y, a.dres, N * C, pl, streams[2 + 2 * l]!);
+      if (on) dropoutBackward(k, a.y, a.dres, N * C, pl, streams[2 + 2 * l]!);
       mlpBackward(k, this.mlp[l]!, B);
       k.rmsnormBackward(a.dres, lg.mlpNorm, a.dC, la.mid, lw.mlpNorm, la.rstd2, N, C);
       if (a.recompute) k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
-      if (p > 0) dropoutBackward(k, a.y, a.dres, N * C, pl, streams[1 + 2 * l]!);
+      if (on) dropoutBackward(k, a.y, a.dres, N * C, pl, streams[1 + 2 * l]!);
       attentionBackward(k, this.attn[l]!, B);
       k.rmsnormBackward(a.dres, lg.attnNorm, a.dC, la.res, lw.attnNorm, la.rstd1, N, C);
     }
     // the embedding's own mask: dres is not needed after this, so in place
-    if (this.dropActive) dropoutBackward(k, a.dres, a.dres, N * C, p, streams[0]!);
+    if (this.dropActive) dropoutBackward(k, a.dres, a.dres, N * C, this.dropThreshold, streams[0]!);
     k.embeddingBackward(this.g.wte, a.dres, this.inputIds, N, C);
   }
 

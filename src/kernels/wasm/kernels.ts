@@ -320,11 +320,11 @@ class WasmKernelSet implements WasmKernels {
     return s;
   }
 
-  dropout(out: FloatArray, x: FloatArray, n: number, threshold: number, scale: number, counter: number): void {
+  dropout(out: FloatArray, x: FloatArray, n: number, threshold: number, counter: number): void {
     checkLen(out, n, 'dropout out'); checkLen(x, n, 'dropout x');
     const o = fptr(out, 'out'), p = fptr(x, 'x');
     // a chunk starting at i0 continues the counter sequence where it would be at element i0
-    this.split('dropout', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [o + 4 * i0, p + 4 * i0, i1 - i0, threshold, scale,
+    this.split('dropout', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [o + 4 * i0, p + 4 * i0, i1 - i0, threshold >>> 0,
       (counter + Math.imul(i0, DROPOUT_WEYL)) >>> 0]);
   }
 
