@@ -222,3 +222,14 @@ test('strategies: proposeTrial never repeats a tried config and gives up with a 
     assert.notEqual(searchFingerprint(applyChanges(base, p.changes)), vocab);
   }
 });
+
+test('strategies: a study resumed from the saved generator state proposes the same trials', () => {
+  const base = bases['seed-small'];
+  const rng = new Rng(12);
+  for (let i = 0; i < 5; i++) proposeTrial(base, [], rng, { mode: 'weighted', limits });
+  const saved = rng.state();
+  const run = (r: Rng) => Array.from({ length: 20 }, () => proposeTrial(base, [], r, { mode: 'weighted', limits }));
+  const first = run(rng);
+  assert.deepEqual(run(Rng.from(saved)), first);
+  assert.ok(new Set(first.map((p) => p.strategy)).size >= 3);
+});
