@@ -8,6 +8,7 @@ import { registerBaselines } from './baselines.js';
 import { registerTrain } from './train.js';
 import { registerSample } from './sample.js';
 import { registerEval } from './eval.js';
+import { registerResearch } from './research.js';
 
 // The CLI parses and prints; every command's work lives in the layers below.
 
@@ -26,6 +27,7 @@ program
 registerTrain(program);
 registerSample(program);
 registerEval(program);
+registerResearch(program);
 registerPrepare(program);
 registerBaselines(program);
 registerTokenizer(program);

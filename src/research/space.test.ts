@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig, type RunConfig } from '../train/config.js';
-import { trainingMemoryPlan } from '../train/memory.js';
+import { estimateTrialMemoryMb } from './memory.js';
 import { UserError } from '../util/errors.js';
 import { Rng } from './rng.js';
 import {
@@ -108,10 +108,10 @@ test('space: spaceViolation names the key outside the space; the presets are ins
 test('space: checkCandidate: null inside the space and the memory limit, else one line', () => {
   assert.equal(checkCandidate(small, limits), null);
   const big = applyChanges(small, { 'model.d_model': 384, 'model.ffn_hidden': 1536, 'model.n_layer': 12, 'model.seq_len': 512, 'train.batch_size': 16 });
-  const mib = trainingMemoryPlan(big, { threads: 2 }).bytes / 2 ** 20;
+  const mib = estimateTrialMemoryMb(big, 2, 'auto');
   assert.ok(mib > 1024, `the big config needs ${mib} MiB`);
   const reason = checkCandidate(big, limits);
-  assert.match(reason ?? '', /^needs .* to train \(activations .*\), over the study's limit of 1024 MiB$/);
+  assert.match(reason ?? '', /^needs about \d+ MiB as a trial \(activations .*, plus the process\), over the study's limit of 1024 MiB$/);
   assert.equal(checkCandidate(big, { maxMemoryMb: Math.ceil(mib), threads: 2 }), null);
   // more threads reserve more scratch: a limit exactly at the plan fails with more threads
   assert.notEqual(checkCandidate(big, { maxMemoryMb: mib, threads: 8 }), null);

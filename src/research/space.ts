@@ -1,6 +1,7 @@
 import { DEFAULT_ARENA_BASE, WASM32_MAX_BYTES } from '../kernels/arena.js';
 import { OPTIMIZERS, validateConfig, type RunConfig } from '../train/config.js';
 import { formatBytes, trainingMemoryPlan } from '../train/memory.js';
+import { estimateTrialMemoryMb } from './memory.js';
 import { UserError } from '../util/errors.js';
 import type { Rng } from './rng.js';
 import type { Changes, ParamValue } from './types.js';
@@ -185,7 +186,7 @@ export function describeChanges(base: RunConfig, changes: Changes): string {
 
 /** The limits a candidate must fit. */
 export interface CandidateLimits {
-  /** Training memory (the arena plan of src/train/memory.ts), in MiB. */
+  /** A trial process's memory (estimateTrialMemoryMb: the arena plan, scoring and the process), in MiB. */
   maxMemoryMb: number;
   /** Kernel threads each trial runs (resolved: >= 1); each reserves gemm scratch. */
   threads: number;
@@ -238,11 +239,12 @@ export function checkCandidate(cfg: RunConfig, limits: CandidateLimits): string 
   const outside = spaceViolation(cfg);
   if (outside !== null) return outside;
   const plan = trainingMemoryPlan(cfg, { threads: Math.max(1, limits.threads) });
-  const limitBytes = Math.min(limits.maxMemoryMb * 2 ** 20, ARENA_BYTES);
-  if (plan.bytes > limitBytes) {
+  if (plan.bytes > ARENA_BYTES) return `needs ${formatBytes(plan.bytes)} to train, over the wasm32 arena's ${formatBytes(ARENA_BYTES)}`;
+  // the whole trial process (arena, scoring, Node itself) against the study's limit
+  const needMb = estimateTrialMemoryMb(cfg, Math.max(1, limits.threads), 'auto');
+  if (needMb > limits.maxMemoryMb) {
     const parts = plan.parts.filter((p) => p.bytes > 0).sort((a, b) => b.bytes - a.bytes).slice(0, 3);
-    const what = limits.maxMemoryMb * 2 ** 20 <= ARENA_BYTES ? `the study's limit of ${limits.maxMemoryMb} MiB` : `the wasm32 arena's ${formatBytes(ARENA_BYTES)}`;
-    return `needs ${formatBytes(plan.bytes)} to train (${parts.map((p) => `${p.name} ${formatBytes(p.bytes)}`).join(', ')}), over ${what}`;
+    return `needs about ${Math.ceil(needMb)} MiB as a trial (${parts.map((p) => `${p.name} ${formatBytes(p.bytes)}`).join(', ')}, plus the process), over the study's limit of ${limits.maxMemoryMb} MiB`;
   }
   return null;
 }

@@ -20,7 +20,8 @@ export class JournalBuilder {
     this.events.push({
       type: 'study', time: this.tick(), version: 1, base_config: '[model]\nd_model = 64\n', base_name: baseName,
       budget: { kind: 'tokens', value: 200_000 }, seed: 1, pruning: true, strategies: 'weighted', plan: null,
-      max_trials: null, hours: 1, max_memory_mb: 2048, threads: 2,
+      max_trials: null, hours: 1, max_memory_mb: 2048, threads: 2, noise_seeds: 3, final_seeds: 3, rungs: 3, backend: 'auto',
+      guard: { min_battery_percent: 20, max_temperature_c: 45 }, score: { file: 'score.txt', bytes: 1000, docs: 3, source: 'test' },
     });
     return this;
   }

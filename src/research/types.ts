@@ -66,7 +66,15 @@ export interface NoiseEstimate {
 export type JournalEvent =
   | { type: 'study'; time: string; version: 1; base_config: string; base_name: string; budget: Budget; seed: number;
       pruning: boolean; strategies: 'weighted' | 'random'; plan: PlanEntry[] | null; max_trials: number | null; hours: number | null;
-      max_memory_mb: number; threads: number }
+      max_memory_mb: number; threads: number;
+      /** Seeds of the base config run to measure the noise; fresh seeds the best config is retrained on at the end (0 = none). */
+      noise_seeds: number; final_seeds: number;
+      /** Rung evaluations per trial (pruning looks at them). */
+      rungs: number;
+      backend: string;
+      guard: StudyGuard;
+      /** The fixed text every trial is scored on (a file in the study folder), its size and where it came from. */
+      score: { file: string; bytes: number; docs: number; source: string } }
   | { type: 'trial_start'; time: string; id: number; kind: TrialKind; changes: Changes; description: string; config: string; seed: number;
       /** Trial id this one confirms (kind confirm) or null. */
       confirms: number | null; rng: number[] }
@@ -88,4 +96,12 @@ export interface PlanEntry {
   name: string;
   changes: Changes;
   hypothesis: string;
+}
+
+/** When the resource guard pauses the study before a trial (the original's phone-friendly checks). */
+export interface StudyGuard {
+  /** Pause below this battery level unless charging (0 = never). */
+  min_battery_percent: number;
+  /** Cool down while the hottest thermal zone is above this (degrees C; 0 = never). */
+  max_temperature_c: number;
 }
