@@ -70,6 +70,8 @@ test('one trial in its own process: rungs as it trains, then a score on the scor
   const cfg = trialConfig(base, { kind: 'tokens', value: 40 * 4 * 64 }, 3);
   assert.equal(cfg.train.steps, 40);
   assert.equal(cfg.train.eval_every, 10);
+  // 366 steps, 3 rungs: evaluations at 92, 184, 276 and the end (floor would give a 4th rung at 364)
+  assert.equal(trialConfig(base, { kind: 'steps', value: 366 }, 3).train.eval_every, 92);
   const rungs: RungPoint[] = [];
   const r = await runTrial({ config: cfg, runDir: dir, scorePath: score, backend: 'wasm', threads: 1, timeoutSeconds: 120, onRung: (p) => { rungs.push(p); return null; } });
   assert.equal(r.status, 'ok', r.reason);

@@ -36,7 +36,8 @@ export function trialConfig(cfg: RunConfig, budget: Budget, rungs: number): RunC
   // with a time budget the step count is only known once the trainer has measured its speed:
   // the rungs then follow a guess of 1 step per 0.05 s, refined by nothing (they only feed pruning)
   const plannedSteps = steps > 0 ? steps : Math.max(rungs + 1, Math.round(budget.value / 0.05));
-  const evalEvery = rungs > 0 ? Math.max(1, Math.floor(plannedSteps / (rungs + 1))) : 0;
+  // ceil: evaluations at k * evalEvery for k = 1..rungs stay before the end (the final one is the score's)
+  const evalEvery = rungs > 0 ? Math.max(1, Math.ceil(plannedSteps / (rungs + 1))) : 0;
   return {
     ...cfg,
     train: {
