@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { parse as parseToml } from 'smol-toml';
-import { BACKENDS, loadConfig } from '../train/config.js';
+import { BACKENDS, type RunConfig } from '../train/config.js';
+import { configName, loadConfigFrom } from '../train/request.js';
 import { UserError } from '../util/errors.js';
 import { readJournal } from '../research/journal.js';
 import { runStudy, writeDerivedFiles, studyPaths, type StudyEvent } from '../research/study.js';
@@ -43,7 +44,6 @@ interface ResearchFlags {
 }
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
-const tomlString = (s: string): string => JSON.stringify(s);
 
 /** The default trial budget: long enough to rank settings, short enough for ~30 trials an hour on a laptop core. */
 const DEFAULT_BUDGET_TOKENS = 300_000;
@@ -53,7 +53,7 @@ const DEFAULT_BUDGET_TOKENS = 300_000;
  * dotted config keys. Every entry is checked against the base config now, so a typo stops the
  * study before its first trial.
  */
-function readPlan(file: string, base: ReturnType<typeof loadConfig>): PlanEntry[] {
+function readPlan(file: string, base: RunConfig): PlanEntry[] {
   let data: Record<string, unknown>;
   try {
     data = parseToml(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
@@ -148,17 +148,12 @@ export function registerResearch(program: Command): void {
     .option('--max-temperature <c>', 'cool down above this temperature in degrees C (0 = never)', '45')
     .option('--score-kb <n>', 'KB of validation text every trial is scored on', '200')
     .action(async (f: ResearchFlags) => {
-      if (f.preset && f.config) throw new UserError('give --preset or --config, not both');
       if (f.hours !== undefined && f.trials !== undefined) throw new UserError('give --hours or --trials, not both');
       if (f.resume && !f.out) throw new UserError('--resume needs --out DIR (the study folder)');
-      const name = f.preset ?? (f.config ? path.basename(f.config).replace(/\.toml$/i, '') : 'seed-small');
+      const name = configName(f, 'seed-small');
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
       const dir = path.resolve(f.out ?? path.join('research', `${name}-${stamp}`));
-      const set = [...f.set];
-      if (f.dataset) set.push(`data.dataset=${tomlString(f.dataset)}`, 'data.paths=[]');
-      if (f.data?.length) set.push(`data.paths=[${f.data.map((p) => tomlString(path.resolve(p))).join(', ')}]`);
-      if (f.val?.length) set.push(`data.val_paths=[${f.val.map((p) => tomlString(path.resolve(p))).join(', ')}]`);
-      const base = loadConfig({ preset: f.config ? undefined : name, file: f.config, set });
+      const base = loadConfigFrom({ ...f, preset: f.config ? undefined : name });
       const seed = intFlag('--seed', f.seed ?? '1', 0, 2 ** 32 - 1);
       const threads = intFlag('--threads', f.threads ?? '0', 0, MAX_THREADS);
       const available = Math.floor((os.freemem() / 2 ** 20) * 0.8);

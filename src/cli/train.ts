@@ -1,12 +1,9 @@
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { UserError } from '../util/errors.js';
-import { BACKENDS, loadConfig } from '../train/config.js';
+import { BACKENDS } from '../train/config.js';
 import { train, type TrainEvent, type TrainResult } from '../train/trainer.js';
-import { defaultRunDir, latestRunDir, runPaths } from '../train/run.js';
-import type { BackendChoice } from '../kernels/index.js';
+import { configName, resolveRunDir, runConfigFor, tomlString } from '../train/request.js';
 import { choiceFlag, intFlag, MAX_THREADS } from './flags.js';
 
 /**
@@ -78,37 +75,14 @@ interface TrainFlags {
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
 
-/** A TOML value for --set: numbers as they are, strings quoted (JSON strings are TOML basic strings). */
-const tomlString = (s: string): string => JSON.stringify(s);
-
-/** The run folder: --out, else with --resume the latest run of this preset, else a new timestamped one. */
-function resolveRunDir(f: TrainFlags, name: string): string {
-  if (f.out) return path.resolve(f.out);
-  if (f.resume) {
-    const latest = latestRunDir('runs', name);
-    if (!latest) throw new UserError(`--resume: no run of "${name}" with a checkpoint under runs/; name one with --out DIR`);
-    return path.resolve(latest);
-  }
-  return path.resolve(defaultRunDir(name, new Date()));
-}
-
-/**
- * Config layers: preset or --config, then --set, then the flags. Resuming a run that saved its
- * config.toml starts from that file instead (--preset/--config then only name the run to find),
- * so a resumed run keeps its data, schedule and model unless --set or a flag changes them.
- */
-function resolveConfig(f: TrainFlags, runDir: string) {
-  const set = [...f.set];
-  if (f.dataset) set.push(`data.dataset=${tomlString(f.dataset)}`, 'data.paths=[]');
-  if (f.data?.length) set.push(`data.paths=[${f.data.map((p) => tomlString(path.resolve(p))).join(', ')}]`);
-  if (f.val?.length) set.push(`data.val_paths=[${f.val.map((p) => tomlString(path.resolve(p))).join(', ')}]`);
+/** The flags that become config overrides (checked here: one line naming the flag). */
+function flagOverrides(f: TrainFlags): string[] {
+  const set: string[] = [];
   if (f.steps !== undefined) set.push(`train.steps=${intFlag('--steps', f.steps, 0)}`);
   if (f.time !== undefined) set.push(`train.time_seconds=${intFlag('--time', f.time, 0)}`);
   if (f.backend !== undefined) set.push(`train.backend=${tomlString(choiceFlag('--backend', f.backend, BACKENDS))}`);
   if (f.threads !== undefined) set.push(`train.threads=${intFlag('--threads', f.threads, 0, MAX_THREADS)}`);
-  const saved = runPaths(runDir).config;
-  if (f.resume && fs.existsSync(saved)) return loadConfig({ file: saved, set });
-  return loadConfig({ preset: f.preset, file: f.config, set });
+  return set;
 }
 
 /** Downloads in MB with rate and ETA; other phases as a percentage or a count. */
@@ -186,12 +160,10 @@ export function registerTrain(program: Command): void {
     .option('--backend <name>', 'auto | wasm | native | js')
     .option('--threads <n>', 'kernel threads (0 = one per core)')
     .action(async (f: TrainFlags) => {
-      if (f.preset && f.config) throw new UserError('give --preset or --config, not both (a config file can say extends = "PRESET")');
-      if (f.dataset && f.data?.length) throw new UserError('give --dataset or --data, not both');
-      const name = f.preset ?? (f.config ? path.basename(f.config).replace(/\.toml$/i, '') : 'default');
-      const runDir = resolveRunDir(f, name);
+      const name = configName(f);
+      const runDir = resolveRunDir({ out: f.out, resume: !!f.resume, name });
       // The run folder itself is checked and locked by the trainer (train/run.ts claimRunFolder).
-      const config = resolveConfig(f, runDir);
+      const config = runConfigFor(f, runDir, !!f.resume, flagOverrides(f));
 
       const status = new StatusLine(process.stdout);
       // The first signal received; the exit code says which (128 + its number: 130 SIGINT, 143 SIGTERM).
