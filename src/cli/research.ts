@@ -170,6 +170,10 @@ export function registerResearch(program: Command): void {
         try {
           return await runStudy({
             dir, resume: !!f.resume, base, baseName: name, budget: budgetFrom(f),
+            // --resume with --hours or --trials: the study goes on under the new limit
+            limits: f.resume && (f.hours !== undefined || f.trials !== undefined)
+              ? { maxTrials: f.trials !== undefined ? intFlag('--trials', f.trials, 1) : null, hours: f.hours !== undefined ? numberFlag('--hours', f.hours, (n) => n > 0, 'a positive number') : null }
+              : null,
             maxTrials: f.trials !== undefined ? intFlag('--trials', f.trials, 1) : null,
             hours: f.trials !== undefined ? null : f.hours !== undefined ? numberFlag('--hours', f.hours, (n) => n > 0, 'a positive number') : 8,
             seed, pruning: f.prune, strategies: choiceFlag('--strategies', f.strategies ?? 'weighted', ['weighted', 'random'] as const),

@@ -18,7 +18,7 @@ import type { JournalEvent } from './types.js';
 
 export const JOURNAL_FILE = 'journal.jsonl';
 
-const EVENT_TYPES = new Set<JournalEvent['type']>(['study', 'trial_start', 'rung', 'trial_end', 'noise', 'decision', 'pause', 'end']);
+const EVENT_TYPES = new Set<JournalEvent['type']>(['study', 'trial_start', 'rung', 'trial_end', 'noise', 'decision', 'pause', 'end', 'limits']);
 
 export function journalPath(dir: string): string {
   return path.join(dir, JOURNAL_FILE);

@@ -216,7 +216,9 @@ test('a study killed with SIGKILL at random moments and resumed records exactly 
   for (let round = 0; round < 12 && r.code !== 0; round++) {
     if (r.code !== null) assert.fail(`exit ${r.code}: ${r.stderr}`);
     // killed: resume, and kill again at a random moment on the first rounds
-    r = await cli([...common, '--out', killed, '--resume'], round < 3 ? 1000 + Math.floor(Math.random() * 2500) : undefined);
+    // (killed before it even made its folder: a new start, as a user would do)
+    const again = fs.existsSync(killed) ? ['--resume'] : [];
+    r = await cli([...common, '--out', killed, ...again], round < 3 ? 1000 + Math.floor(Math.random() * 2500) : undefined);
   }
   assert.equal(r.code, 0, r.stderr);
   const events = readJournal(killed).events;
@@ -238,6 +240,15 @@ test('a study killed with SIGKILL at random moments and resumed records exactly 
     dedup.push(e);
   }
   assert.deepEqual(comparable(dedup), want);
+
+  // a finished study given a larger --trials on --resume goes on: one more proposed trial
+  const more = await cli([...common.map((a) => (a === '3' ? '4' : a)), '--out', clean, '--resume']);
+  assert.equal(more.code, 0, more.stderr);
+  const extended = readJournal(clean).events;
+  assert.equal(ofType(extended, 'limits').length, 1);
+  const proposed = (evs: JournalEvent[]) => ofType(evs, 'trial_start').filter((s) => !['noise', 'confirm', 'final'].includes(s.kind)).length;
+  assert.equal(proposed(extended), 4);
+  assert.equal(ofType(extended, 'end').at(-1)!.reason, '4 trials ran');
 });
 
 test('bad input: one line each, and a corrupt journal line stops --resume without changing anything', async () => {

@@ -38,8 +38,10 @@ import { STRATEGIES } from './types.js';
 
 export interface StudyOptions {
   dir: string;
-  /** Continue the study in `dir` (its journal decides everything; the other options are ignored). */
+  /** Continue the study in `dir` (its journal decides everything; the other options are ignored but `limits`). */
   resume: boolean;
+  /** On resume: new search limits (--trials / --hours), journaled; a finished study then goes on. */
+  limits?: { maxTrials: number | null; hours: number | null } | null;
   base: RunConfig;
   baseName: string;
   budget: Budget;
@@ -135,6 +137,10 @@ export function foldJournal(events: JournalEvent[]): StudyState {
         if (ev.kept) st.best = { config: byId.get(ev.id)!.start.config, bpb: ev.candidate_bpb, id: ev.id };
         break;
       case 'end': st.ended = ev.reason; break;
+      case 'limits':
+        st.header = { ...st.header, max_trials: ev.max_trials, hours: ev.hours };
+        st.ended = null;
+        break;
       default: break;
     }
   }
@@ -225,7 +231,7 @@ function nextAction(st: StudyState, elapsedOffset: number): Action {
   else if (h.hours !== null && elapsed >= h.hours * 3600) stop = `${h.hours} h of trials ran`;
   if (stop === null) return { do: 'propose' };
   // 5. then the best config on fresh seeds (when it is not the base)
-  const finals = st.trials.filter((t) => t.start.kind === 'final');
+  const finals = st.trials.filter((t) => t.start.kind === 'final' && t.start.confirms === st.best.id);
   if (st.best.id !== null && finals.length < h.final_seeds) {
     const i = finals.length;
     const seed = trialSeed(h, 'final', nextId, i);
@@ -333,6 +339,11 @@ function sleep(seconds: number, shouldStop: () => boolean): Promise<void> {
   });
 }
 
+/** Files a study writes before its journal exists (the score text, its lock, temp files of atomic writes). */
+function isStudyLeftover(name: string): boolean {
+  return name === 'score.txt' || name === 'lock' || name === 'lock.takeover' || (name.startsWith('.') && name.includes('.tmp-'));
+}
+
 /** Removes what an interrupted attempt of a trial left, so it starts again from scratch. */
 function clearTrialDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
@@ -345,11 +356,17 @@ function clearTrialDir(dir: string): void {
 export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => void, shouldStop: () => boolean): Promise<StudyOutcome> {
   const p = studyPaths(o.dir);
   const exists = fs.existsSync(p.journal);
-  if (o.resume && !exists) throw new UserError(`--resume: ${o.dir} holds no study (no journal.jsonl); drop --resume to start one there`);
   if (!o.resume && exists) throw new UserError(`${o.dir} already holds a study; continue it with --resume, or choose another --out`);
   const created = !fs.existsSync(o.dir);
-  if (!o.resume) {
-    if (!created && fs.readdirSync(o.dir).length > 0) throw new UserError(`${o.dir} is not empty; a new study needs an empty or new folder`);
+  if (!exists) {
+    // A new study. A --resume of one killed before its journal was written has nothing recorded
+    // to lose: it starts, as it would have, from the options given.
+    if (o.resume && created) throw new UserError(`--resume: ${o.dir} does not exist; drop --resume to start a study there`);
+    const other = created ? [] : fs.readdirSync(o.dir).filter((n) => !isStudyLeftover(n));
+    if (other.length > 0) {
+      throw new UserError(o.resume ? `--resume: ${o.dir} holds no study (no journal.jsonl) but other files (${other.slice(0, 3).join(', ')}); nothing was changed`
+        : `${o.dir} is not empty (${other.slice(0, 3).join(', ')}); a new study needs an empty or new folder`);
+    }
     try {
       fs.mkdirSync(o.dir, { recursive: true });
       fs.accessSync(o.dir, fs.constants.W_OK);
@@ -358,13 +375,21 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
     }
   }
   const lock: RunLock = acquireRunLock(o.dir);
+  // (under the lock) what a study killed before its journal existed left behind
+  if (!exists) for (const n of fs.readdirSync(o.dir)) if (isStudyLeftover(n) && !n.startsWith('lock')) fs.rmSync(path.join(o.dir, n), { recursive: true, force: true });
   let journal: Journal | null = null;
   try {
     let events: JournalEvent[];
-    if (o.resume) {
+    if (exists) {
       journal = Journal.open(o.dir, false);
       events = readJournal(o.dir).events;
       onEvent({ type: 'resumed', dir: o.dir, study: events[0] as StudyHeader });
+      const h = foldJournal(events).header;
+      if (o.limits && (o.limits.maxTrials !== h.max_trials || o.limits.hours !== h.hours)) {
+        const ev: JournalEvent = { type: 'limits', time: now(), max_trials: o.limits.maxTrials, hours: o.limits.hours };
+        journal.append(ev);
+        events.push(ev);
+      }
     } else {
       let header: StudyHeader;
       try {

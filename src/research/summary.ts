@@ -210,6 +210,9 @@ export function summarize(events: JournalEvent[]): StudySummary {
       case 'end':
         s.ended = e.reason;
         break;
+      case 'limits': // extended on --resume: the study goes on
+        s.ended = null;
+        break;
       case 'rung':
         break;
     }

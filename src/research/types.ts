@@ -83,7 +83,9 @@ export type JournalEvent =
   | { type: 'noise'; time: string; noise: NoiseEstimate }
   | { type: 'decision'; time: string; id: number; kept: boolean; candidate_bpb: number; best_bpb: number; margin: number; reason: string }
   | { type: 'pause'; time: string; reason: string; seconds: number }
-  | { type: 'end'; time: string; reason: string };
+  | { type: 'end'; time: string; reason: string }
+  /** New search limits given on --resume (a finished study then goes on). */
+  | { type: 'limits'; time: string; max_trials: number | null; hours: number | null };
 
 /** How long each trial trains: by tokens (the default: a busy machine cannot change it), steps or seconds. */
 export interface Budget {
