@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { FloatArray } from '../kernels/types.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/atomic.js';
-import { decodeSafetensors, encodeSafetensors, type StFile } from './safetensors.js';
+import { decodeSafetensors, encodeSafetensors, toFloat32, type StFile } from '../export/safetensors.js';
 import { checkpointFolderName, isCheckpointFolderName, removeOrphanCheckpoints, runPaths } from './run.js';
 import type { StepBudget } from './schedule.js';
 
@@ -196,11 +196,11 @@ export function loadWeightsInto(file: StFile, source: string, tensors: readonly 
   for (const t of tensors) {
     const got = file.tensors.get(t.name);
     if (!got) throw new UserError(`${source} lacks tensor "${t.name}" (different model config?)`);
-    if (got.dtype !== 'F32' && got.dtype !== 'F64') throw new UserError(`${source}: tensor "${t.name}" has dtype ${got.dtype}, expected F32`);
+    if (got.dtype === 'I32' || got.dtype === 'U8') throw new UserError(`${source}: tensor "${t.name}" has dtype ${got.dtype}, expected a float type (F32, F16, BF16, F64)`);
     if (got.shape.length !== t.shape.length || got.shape.some((d, i) => d !== t.shape[i])) {
       throw new UserError(`${source}: tensor "${t.name}" has shape [${got.shape.join(', ')}], the model expects [${t.shape.join(', ')}]`);
     }
-    weights.set(got.data as Float32Array, t.offset);
+    weights.set(toFloat32(got), t.offset);
   }
 }
 

@@ -13,8 +13,9 @@ import { writeFileAtomicSync } from '../util/atomic.js';
  * The reader checks all of that, so a truncated or tampered file is refused with one line.
  */
 
-export type StDtype = 'F32' | 'F64' | 'I32' | 'U8';
-export type StData = Float32Array | Float64Array | Int32Array | Uint8Array;
+export type StDtype = 'F32' | 'F64' | 'I32' | 'U8' | 'F16' | 'BF16';
+/** F16 and BF16 tensors are held as their raw 16-bit patterns (Uint16Array); see toFloat32. */
+export type StData = Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array;
 
 export interface StTensor {
   dtype: StDtype;
@@ -22,12 +23,20 @@ export interface StTensor {
   data: StData;
 }
 
+/** A tensor to write: `dtype` is needed only for Uint16Array data (F16 or BF16 bits). */
+export interface StInput {
+  name: string;
+  shape: readonly number[];
+  data: StData;
+  dtype?: StDtype;
+}
+
 export interface StFile {
   tensors: Map<string, StTensor>;
   metadata: Record<string, string>;
 }
 
-const DTYPE_BYTES: Record<StDtype, number> = { F32: 4, F64: 8, I32: 4, U8: 1 };
+const DTYPE_BYTES: Record<StDtype, number> = { F32: 4, F64: 8, I32: 4, U8: 1, F16: 2, BF16: 2 };
 /** A header larger than this is not one we wrote: refuse before parsing it. */
 const MAX_HEADER_BYTES = 100 << 20;
 
@@ -36,11 +45,99 @@ function assertLittleEndian(): void {
   if (os.endianness() !== 'LE') throw new Error('safetensors: big-endian platforms are not supported');
 }
 
-export function dtypeOf(data: StData): StDtype {
-  if (data instanceof Float32Array) return 'F32';
-  if (data instanceof Float64Array) return 'F64';
-  if (data instanceof Int32Array) return 'I32';
-  return 'U8';
+/** The dtype of a typed array; Uint16Array is ambiguous (F16 or BF16), so `declared` must say which. */
+export function dtypeOf(data: StData, declared?: StDtype): StDtype {
+  const natural: StDtype | null =
+    data instanceof Float32Array ? 'F32' : data instanceof Float64Array ? 'F64' : data instanceof Int32Array ? 'I32' : data instanceof Uint8Array ? 'U8' : null;
+  if (natural === null) {
+    if (declared === 'F16' || declared === 'BF16') return declared;
+    throw new Error('safetensors: Uint16Array data needs dtype F16 or BF16');
+  }
+  if (declared !== undefined && declared !== natural) throw new Error(`safetensors: ${natural} data declared as ${declared}`);
+  return natural;
+}
+
+// ---------------------------------------------------------------- 16-bit floats
+
+/**
+ * float32 -> IEEE half bits, rounding to nearest, ties to even. Values past the largest half
+ * (65504) that do not round down to it become infinity; NaN stays a (quiet) NaN.
+ */
+export function f32ToF16Bits(x: number, scratch: { f: Float32Array; u: Uint32Array }): number {
+  scratch.f[0] = x;
+  const b = scratch.u[0]!;
+  const sign = (b >>> 16) & 0x8000;
+  const e = (b >>> 23) & 0xff;
+  const m = b & 0x7fffff;
+  if (e === 0xff) return sign | (m ? 0x7e00 | (m >>> 13) : 0x7c00);
+  const E = e - 127;
+  if (E > 15) return sign | 0x7c00;
+  if (E >= -14) {
+    // normal half: keep 10 mantissa bits; a carry out of the mantissa correctly bumps the exponent (up to inf)
+    let q = ((E + 15) << 10) | (m >>> 13);
+    const low = m & 0x1fff;
+    if (low > 0x1000 || (low === 0x1000 && (q & 1) === 1)) q++;
+    return sign | q;
+  }
+  // subnormal half: units of 2^-24; the full significand 1.m is M * 2^(E-23)
+  const sh = -(E + 1);
+  if (sh > 24) return sign;
+  const M = m | 0x800000;
+  let q = M >>> sh;
+  const rem = M & ((1 << sh) - 1);
+  const half = 1 << (sh - 1);
+  if (rem > half || (rem === half && (q & 1) === 1)) q++;
+  return sign | q; // q may reach 0x400: the smallest normal, encoded correctly
+}
+
+/** IEEE half bits -> the exact float value. */
+export function f16BitsToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1024 + m) * 2 ** (e - 25);
+}
+
+/** float32 -> bfloat16 bits (the top half), rounding to nearest, ties to even; NaN stays NaN. */
+export function f32ToBf16Bits(x: number, scratch: { f: Float32Array; u: Uint32Array }): number {
+  scratch.f[0] = x;
+  const b = scratch.u[0]!;
+  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) return (b >>> 16) | 0x40;
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+function scratch(): { f: Float32Array; u: Uint32Array } {
+  const f = new Float32Array(1);
+  return { f, u: new Uint32Array(f.buffer) };
+}
+
+/** A float32 array as 16-bit float bits of the given kind. */
+export function encodeHalf(src: ArrayLike<number>, dtype: 'F16' | 'BF16'): Uint16Array {
+  const out = new Uint16Array(src.length);
+  const s = scratch();
+  const conv = dtype === 'F16' ? f32ToF16Bits : f32ToBf16Bits;
+  for (let i = 0; i < src.length; i++) out[i] = conv(src[i]!, s);
+  return out;
+}
+
+/** Any tensor's values as float32 (F16/BF16 widened exactly; F64 and integers rounded to float32). */
+export function toFloat32(t: StTensor): Float32Array {
+  if (t.dtype === 'F32') return t.data as Float32Array;
+  const n = t.data.length;
+  const out = new Float32Array(n);
+  if (t.dtype === 'BF16') {
+    const u = new Uint32Array(out.buffer);
+    const d = t.data as Uint16Array;
+    for (let i = 0; i < n; i++) u[i] = d[i]! << 16;
+  } else if (t.dtype === 'F16') {
+    const d = t.data as Uint16Array;
+    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(d[i]!);
+  } else {
+    out.set(t.data);
+  }
+  return out;
 }
 
 function numel(shape: readonly number[]): number {
@@ -49,7 +146,7 @@ function numel(shape: readonly number[]): number {
 
 /** Serialises named tensors (in the given order) into one safetensors byte array. */
 export function encodeSafetensors(
-  tensors: ReadonlyArray<{ name: string; shape: readonly number[]; data: StData }>,
+  tensors: ReadonlyArray<StInput>,
   metadata: Record<string, string> = {},
 ): Uint8Array {
   assertLittleEndian();
@@ -60,7 +157,7 @@ export function encodeSafetensors(
     if (t.name === '__metadata__' || t.name in header) throw new Error(`safetensors: duplicate or reserved tensor name "${t.name}"`);
     if (numel(t.shape) !== t.data.length) throw new Error(`safetensors: tensor "${t.name}" has ${t.data.length} elements but shape [${t.shape.join(', ')}]`);
     const end = offset + t.data.byteLength;
-    header[t.name] = { dtype: dtypeOf(t.data), shape: [...t.shape], data_offsets: [offset, end] };
+    header[t.name] = { dtype: dtypeOf(t.data, t.dtype), shape: [...t.shape], data_offsets: [offset, end] };
     offset = end;
   }
   let json = JSON.stringify(header);
@@ -143,7 +240,11 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): StFile {
     // slice() copies into a fresh, aligned buffer, whatever the tensor's offset in the file.
     const raw = bytes.buffer.slice(bytes.byteOffset + dataStart + e.begin, bytes.byteOffset + dataStart + e.end) as ArrayBuffer;
     const data: StData =
-      e.dtype === 'F32' ? new Float32Array(raw) : e.dtype === 'F64' ? new Float64Array(raw) : e.dtype === 'I32' ? new Int32Array(raw) : new Uint8Array(raw);
+      e.dtype === 'F32' ? new Float32Array(raw)
+        : e.dtype === 'F64' ? new Float64Array(raw)
+          : e.dtype === 'I32' ? new Int32Array(raw)
+            : e.dtype === 'U8' ? new Uint8Array(raw)
+              : new Uint16Array(raw);
     tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
   }
   return { tensors, metadata };
@@ -152,7 +253,7 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): StFile {
 /** Writes a safetensors file atomically (temp file, fsync, rename). */
 export function writeSafetensors(
   path: string,
-  tensors: ReadonlyArray<{ name: string; shape: readonly number[]; data: StData }>,
+  tensors: ReadonlyArray<StInput>,
   metadata: Record<string, string> = {},
 ): void {
   writeFileAtomicSync(path, encodeSafetensors(tensors, metadata));
