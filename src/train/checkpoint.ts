@@ -41,6 +41,12 @@ export interface CheckpointState {
   /** Validation loss and bits per byte of these weights (the best checkpoint has them). */
   val_loss?: number;
   val_bpb?: number;
+  /**
+   * Set by `pocketlm import`: the weights came from another format (weights only, step 0, no
+   * loader or RNG state). `train --resume` then starts with fresh optimizer state instead of
+   * refusing (hasOptimizerState).
+   */
+  imported?: { format: 'hf' | 'gguf'; from: string };
 }
 
 export interface CheckpointManifest extends CheckpointState {
@@ -204,10 +210,16 @@ export function loadWeightsInto(file: StFile, source: string, tensors: readonly 
   }
 }
 
+/** Whether a checkpoint carries optimizer state (a run's own checkpoints do; best/ and imports do not). */
+export function hasOptimizerState(m: CheckpointManifest): boolean {
+  return m.files[OPTIM_FILE] !== undefined;
+}
+
 /**
  * Loads the latest checkpoint of `runDir` into the given buffers after checking the model
  * config, every file's size and hash, and every tensor's name and shape. With `optimState`
- * given (resume), the optimizer buffers and the training weights are restored too.
+ * given (resume), the optimizer buffers and the training weights are restored too, except for an
+ * imported checkpoint (manifest `imported`, weights only), whose optimizer state stays fresh.
  * Returns null when the run has no checkpoint.
  */
 export function loadCheckpoint(
@@ -221,6 +233,10 @@ export function loadCheckpoint(
   if (diff) throw new UserError(`checkpoint in ${runDir} does not match: ${diff}`);
   const weights = readVerified(runDir, m, MODEL_FILE);
   loadWeightsInto(weights, path.join(runDir, m.folder, MODEL_FILE), target.tensors, target.weights);
+  if (target.optimState && !hasOptimizerState(m) && m.imported) {
+    // An imported model: training continues from these weights with fresh optimizer state.
+    return m;
+  }
   if (target.optimState) {
     if (target.optimizer !== undefined && m.optimizer !== target.optimizer) {
       throw new UserError(`checkpoint in ${runDir} was trained with optimizer "${m.optimizer}" but the config says "${target.optimizer}"`);
