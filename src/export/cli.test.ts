@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { packageRoot } from '../util/paths.js';
+import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
 import { loadConfig, stringifyConfig } from '../train/config.js';
 import { saveCheckpoint } from '../train/checkpoint.js';
 import { runPaths } from '../train/run.js';
@@ -59,6 +59,10 @@ test('export --format hf, import --from hf, then sample runs on the imported run
   const s = run(['sample', '--run', path.join(tmp, 'imported'), '--max-tokens', '5', '--temperature', '0', '--prompt', 'Once', '--backend', 'js']);
   assert.equal(s.code, 0, s.err);
   assert.match(s.out, /^Once/);
+  oneLineError(run(['eval', '--run', path.join(tmp, 'imported'), '--backend', 'js']), /imported.* has no dataset of its own \(an imported model\); evaluate on files with --data FILE/);
+  const ev = run(['eval', '--run', path.join(tmp, 'imported'), '--backend', 'js', '--data', path.join(tinystoriesSampleDir(), 'valid-00.txt'), '--batches', '1', '--json']);
+  assert.equal(ev.code, 0, ev.err);
+  assert.ok(Number.isFinite((JSON.parse(ev.out) as { val_loss: number }).val_loss));
 });
 
 test('bad input gives one line: missing run, existing out, unknown format, dtype or source', () => {

@@ -12,6 +12,7 @@ import { saveCheckpoint } from '../train/checkpoint.js';
 import type { CheckpointChoice } from '../train/inference.js';
 import { readLog } from '../train/log.js';
 import { runPaths } from '../train/run.js';
+import { pocketlmVersion } from '../data/meta.js';
 import { encodeHalf, encodeSafetensors, readSafetensors, toFloat32, type StInput } from './safetensors.js';
 import { fromLlamaTensors, llamaHfConfig, modelConfigFromHf, toLlamaTensors, type LlamaTensorData } from './llama-weights.js';
 import { folderBytes, writeFolder } from './folders.js';
@@ -65,7 +66,7 @@ export function modelCard(w: RunWeights, dtype: ExportDtype): string {
     '',
     `# ${path.basename(path.resolve(w.runDir))}`,
     '',
-    `A small Llama-architecture language model (${(params / 1e6).toFixed(2)} M parameters) trained from scratch on a CPU with [pocketlm](https://github.com/) and exported with \`pocketlm export --format hf\`.`,
+    `A small Llama-architecture language model (${(params / 1e6).toFixed(2)} M parameters) trained from scratch on a CPU with pocketlm ${pocketlmVersion()} and exported with \`pocketlm export --format hf\`.`,
     '',
     '| | |',
     '|---|---|',
