@@ -266,3 +266,41 @@ print(int((~same).sum()), h['h']['dtype'])`;
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), '0 F16');
 });
+
+test('readSafetensors refuses corrupt files as decode does, and a huge file without reading its data', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-'));
+  try {
+    const good = encodeSafetensors(sample());
+    const file = (name: string, bytes: Uint8Array): string => {
+      const p = path.join(dir, name);
+      fs.writeFileSync(p, bytes);
+      return p;
+    };
+    const refusedFile = (p: string, pattern: RegExp): void => {
+      assert.throws(() => readSafetensors(p), (e: unknown) => e instanceof UserError && e.message.startsWith(`${p} is not a valid safetensors file: `) && pattern.test(e.message) && !e.message.includes('\n'));
+    };
+    refusedFile(file('short', good.subarray(0, 5)), /only 5 bytes/);
+    refusedFile(file('cut-header', good.subarray(0, 20)), /truncated/);
+    refusedFile(file('cut-data', good.subarray(0, good.length - 1)), /truncated/);
+    refusedFile(file('lies', withHeader({ w: { dtype: 'F32', shape: [1000, 1000], data_offsets: [0, 4000000] } }, 4)), /truncated/);
+    // The same tensors read from a file equal the decoded ones.
+    const back = readSafetensors(file('good', good));
+    assert.deepEqual([...back.tensors.keys()], sample().map((t) => t.name));
+    assert.deepEqual([...back.tensors.get('ints')!.data], [7, -8, 2147483647]);
+    // A 3 GB (sparse) file whose header is garbage: refused at once. Reading it whole first would
+    // take seconds and gigabytes (and Node refuses to read files over 2 GB into one buffer).
+    const big = path.join(dir, 'big.safetensors');
+    const header = Buffer.from('{"w": nonsense}');
+    const head = new Uint8Array(8 + header.length);
+    new DataView(head.buffer).setBigUint64(0, BigInt(header.length), true);
+    head.set(header, 8);
+    fs.writeFileSync(big, head);
+    fs.truncateSync(big, 3 * 2 ** 30);
+    const t0 = performance.now();
+    refusedFile(big, /not valid JSON/);
+    assert.ok(performance.now() - t0 < 500, 'refused without reading the data');
+    assert.throws(() => readSafetensors(dir), (e: unknown) => e instanceof UserError && /is a folder, not a safetensors file$/.test(e.message));
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+});

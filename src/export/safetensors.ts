@@ -180,26 +180,36 @@ function isNonNegInt(x: unknown): x is number {
   return typeof x === 'number' && Number.isInteger(x) && x >= 0;
 }
 
-/** Parses and fully validates a safetensors byte array; `source` names it in error messages. */
-export function decodeSafetensors(bytes: Uint8Array, source: string): StFile {
-  assertLittleEndian();
-  const bad = (why: string): UserError => new UserError(`${source} is not a valid safetensors file: ${why}`);
-  if (bytes.byteLength < 8) throw bad(`only ${bytes.byteLength} bytes (truncated?)`);
-  const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+interface Entry { name: string; dtype: StDtype; shape: number[]; begin: number; end: number }
+
+/**
+ * Checks the 8-byte length against the file size and returns the header length. `fileBytes` is
+ * the whole file's size, so a length past the end is refused before the header is read.
+ */
+function headerLength(first8: Uint8Array, fileBytes: number, bad: (why: string) => UserError): number {
+  if (fileBytes < 8) throw bad(`only ${fileBytes} bytes (truncated?)`);
+  const n = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_BYTES)) throw bad(`header length ${n} is implausible`);
   const headerLen = Number(n);
-  if (8 + headerLen > bytes.byteLength) throw bad(`header says ${headerLen} bytes but the file has ${bytes.byteLength - 8} after the length (truncated?)`);
+  if (8 + headerLen > fileBytes) throw bad(`header says ${headerLen} bytes but the file has ${fileBytes - 8} after the length (truncated?)`);
+  return headerLen;
+}
+
+/**
+ * Parses and validates the JSON header against the number of data bytes that follow it: every
+ * dtype, shape and offset, sizes that match the shapes, no tensor past the end, no holes or
+ * overlaps. Nothing is allocated for the tensors until all of this holds.
+ */
+function parseHeader(headerBytes: Uint8Array, dataLen: number, bad: (why: string) => UserError): { entries: Entry[]; metadata: Record<string, string> } {
   let header: unknown;
   try {
-    header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, headerLen).toString('utf8'));
+    header = JSON.parse(Buffer.from(headerBytes.buffer, headerBytes.byteOffset, headerBytes.byteLength).toString('utf8'));
   } catch {
     throw bad('the header is not valid JSON');
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw bad('the header is not a JSON object');
-  const dataStart = 8 + headerLen;
-  const dataLen = bytes.byteLength - dataStart;
   const metadata: Record<string, string> = {};
-  const entries: { name: string; dtype: StDtype; shape: number[]; begin: number; end: number }[] = [];
+  const entries: Entry[] = [];
   for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('__metadata__ is not an object');
@@ -234,18 +244,32 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): StFile {
     cursor = e.end;
   }
   if (cursor !== dataLen) throw bad(`${dataLen - cursor} trailing bytes after the last tensor`);
+  return { entries, metadata };
+}
 
+/** A typed array of the entry's dtype over `raw` (a fresh, aligned buffer of exactly its bytes). */
+function typed(dtype: StDtype, raw: ArrayBuffer): StData {
+  return dtype === 'F32' ? new Float32Array(raw)
+    : dtype === 'F64' ? new Float64Array(raw)
+      : dtype === 'I32' ? new Int32Array(raw)
+        : dtype === 'U8' ? new Uint8Array(raw)
+          : new Uint16Array(raw);
+}
+
+const badFor = (source: string) => (why: string): UserError => new UserError(`${source} is not a valid safetensors file: ${why}`);
+
+/** Parses and fully validates a safetensors byte array; `source` names it in error messages. */
+export function decodeSafetensors(bytes: Uint8Array, source: string): StFile {
+  assertLittleEndian();
+  const bad = badFor(source);
+  const headerLen = headerLength(bytes.subarray(0, 8), bytes.byteLength, bad);
+  const dataStart = 8 + headerLen;
+  const { entries, metadata } = parseHeader(bytes.subarray(8, dataStart), bytes.byteLength - dataStart, bad);
   const tensors = new Map<string, StTensor>();
   for (const e of entries) {
     // slice() copies into a fresh, aligned buffer, whatever the tensor's offset in the file.
     const raw = bytes.buffer.slice(bytes.byteOffset + dataStart + e.begin, bytes.byteOffset + dataStart + e.end) as ArrayBuffer;
-    const data: StData =
-      e.dtype === 'F32' ? new Float32Array(raw)
-        : e.dtype === 'F64' ? new Float64Array(raw)
-          : e.dtype === 'I32' ? new Int32Array(raw)
-            : e.dtype === 'U8' ? new Uint8Array(raw)
-              : new Uint16Array(raw);
-    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
+    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, raw) });
   }
   return { tensors, metadata };
 }
@@ -259,13 +283,50 @@ export function writeSafetensors(
   writeFileAtomicSync(path, encodeSafetensors(tensors, metadata));
 }
 
+/**
+ * Reads a safetensors file: the length and header first, validated against the file's size,
+ * then each tensor straight into its own buffer. A corrupt or truncated file is refused before
+ * anything the size of its data is allocated, and the file is never held twice in memory.
+ */
 export function readSafetensors(path: string): StFile {
-  let bytes: Buffer;
+  assertLittleEndian();
+  const bad = badFor(path);
+  let fd: number;
   try {
-    bytes = fs.readFileSync(path);
+    fd = fs.openSync(path, 'r');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`${path} does not exist`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UserError(`${path} does not exist`);
+    if (code === 'EISDIR') throw new UserError(`${path} is a folder, not a safetensors file`);
     throw e;
   }
-  return decodeSafetensors(bytes, path);
+  try {
+    const st = fs.fstatSync(fd);
+    if (st.isDirectory()) throw new UserError(`${path} is a folder, not a safetensors file`);
+    const size = st.size;
+    const readExactly = (buf: Uint8Array, at: number): void => {
+      let got = 0;
+      while (got < buf.byteLength) {
+        const n = fs.readSync(fd, buf, got, buf.byteLength - got, at + got);
+        if (n === 0) throw bad(`the file ended while reading it (changed meanwhile?)`);
+        got += n;
+      }
+    };
+    const first8 = new Uint8Array(Math.min(8, size));
+    readExactly(first8, 0);
+    const headerLen = headerLength(first8, size, bad);
+    const headerBytes = new Uint8Array(headerLen);
+    readExactly(headerBytes, 8);
+    const dataStart = 8 + headerLen;
+    const { entries, metadata } = parseHeader(headerBytes, size - dataStart, bad);
+    const tensors = new Map<string, StTensor>();
+    for (const e of entries) {
+      const raw = new ArrayBuffer(e.end - e.begin);
+      readExactly(new Uint8Array(raw), dataStart + e.begin);
+      tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: typed(e.dtype, raw) });
+    }
+    return { tensors, metadata };
+  } finally {
+    fs.closeSync(fd);
+  }
 }
