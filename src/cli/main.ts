@@ -9,6 +9,8 @@ import { registerTrain } from './train.js';
 import { registerSample } from './sample.js';
 import { registerEval } from './eval.js';
 import { registerResearch } from './research.js';
+import { registerExport } from './export.js';
+import { registerImport } from './import.js';
 
 // The CLI parses and prints; every command's work lives in the layers below.
 
@@ -28,6 +30,8 @@ registerTrain(program);
 registerSample(program);
 registerEval(program);
 registerResearch(program);
+registerExport(program);
+registerImport(program);
 registerPrepare(program);
 registerBaselines(program);
 registerTokenizer(program);

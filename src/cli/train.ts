@@ -103,7 +103,9 @@ function describeStart(ev: Extract<TrainEvent, { type: 'start' }>): string[] {
     `backend: ${b.name} (${b.threads} thread${b.threads === 1 ? '' : 's'}): ${b.reason}`,
     `model: ${formatCount(ev.params)} parameters; ${formatCount(ev.tokensPerStep)} tokens per step`,
     `data: ${ev.datasetDir}${ev.datasetReused ? ' (reused)' : ''}: ${formatCount(ev.trainTokens)} train / ${formatCount(ev.valTokens)} val tokens`,
-    ev.resumedFromStep === null ? 'starting from scratch' : `resuming from the checkpoint at step ${ev.resumedFromStep}`,
+    ev.importedFrom !== null
+      ? `starting from the weights imported from ${ev.importedFrom}, with fresh optimizer state (fine-tuning)`
+      : ev.resumedFromStep === null ? 'starting from scratch' : `resuming from the checkpoint at step ${ev.resumedFromStep}`,
   ];
 }
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { FloatArray } from '../kernels/types.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/atomic.js';
-import { decodeSafetensors, encodeSafetensors, type StFile } from './safetensors.js';
+import { decodeSafetensors, encodeSafetensors, toFloat32, type StFile } from '../export/safetensors.js';
 import { checkpointFolderName, isCheckpointFolderName, removeOrphanCheckpoints, runPaths } from './run.js';
 import type { StepBudget } from './schedule.js';
 
@@ -41,6 +41,12 @@ export interface CheckpointState {
   /** Validation loss and bits per byte of these weights (the best checkpoint has them). */
   val_loss?: number;
   val_bpb?: number;
+  /**
+   * Set by `pocketlm import`: the weights came from another format (weights only, step 0, no
+   * loader or RNG state). `train --resume` then starts with fresh optimizer state instead of
+   * refusing (hasOptimizerState).
+   */
+  imported?: { format: 'hf' | 'gguf'; from: string };
 }
 
 export interface CheckpointManifest extends CheckpointState {
@@ -196,18 +202,24 @@ export function loadWeightsInto(file: StFile, source: string, tensors: readonly 
   for (const t of tensors) {
     const got = file.tensors.get(t.name);
     if (!got) throw new UserError(`${source} lacks tensor "${t.name}" (different model config?)`);
-    if (got.dtype !== 'F32' && got.dtype !== 'F64') throw new UserError(`${source}: tensor "${t.name}" has dtype ${got.dtype}, expected F32`);
+    if (got.dtype === 'I32' || got.dtype === 'U8') throw new UserError(`${source}: tensor "${t.name}" has dtype ${got.dtype}, expected a float type (F32, F16, BF16, F64)`);
     if (got.shape.length !== t.shape.length || got.shape.some((d, i) => d !== t.shape[i])) {
       throw new UserError(`${source}: tensor "${t.name}" has shape [${got.shape.join(', ')}], the model expects [${t.shape.join(', ')}]`);
     }
-    weights.set(got.data as Float32Array, t.offset);
+    weights.set(toFloat32(got), t.offset);
   }
+}
+
+/** Whether a checkpoint carries optimizer state (a run's own checkpoints do; best/ and imports do not). */
+export function hasOptimizerState(m: CheckpointManifest): boolean {
+  return m.files[OPTIM_FILE] !== undefined;
 }
 
 /**
  * Loads the latest checkpoint of `runDir` into the given buffers after checking the model
  * config, every file's size and hash, and every tensor's name and shape. With `optimState`
- * given (resume), the optimizer buffers and the training weights are restored too.
+ * given (resume), the optimizer buffers and the training weights are restored too, except for an
+ * imported checkpoint (manifest `imported`, weights only), whose optimizer state stays fresh.
  * Returns null when the run has no checkpoint.
  */
 export function loadCheckpoint(
@@ -221,6 +233,10 @@ export function loadCheckpoint(
   if (diff) throw new UserError(`checkpoint in ${runDir} does not match: ${diff}`);
   const weights = readVerified(runDir, m, MODEL_FILE);
   loadWeightsInto(weights, path.join(runDir, m.folder, MODEL_FILE), target.tensors, target.weights);
+  if (target.optimState && !hasOptimizerState(m) && m.imported) {
+    // An imported model: training continues from these weights with fresh optimizer state.
+    return m;
+  }
   if (target.optimState) {
     if (target.optimizer !== undefined && m.optimizer !== target.optimizer) {
       throw new UserError(`checkpoint in ${runDir} was trained with optimizer "${m.optimizer}" but the config says "${target.optimizer}"`);

@@ -10,7 +10,7 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { UserError } from '../util/errors.js';
 import { loadConfig, type RunConfig } from './config.js';
-import { bestCheckpointDir, loadCheckpoint, readBestManifest, type CheckpointManifest } from './checkpoint.js';
+import { bestCheckpointDir, loadCheckpoint, readBestManifest, readManifest, type CheckpointManifest } from './checkpoint.js';
 import { checkMemoryPlan, inferenceMemoryPlan } from './memory.js';
 import { meanLoss, sampleTokens, type SampleSettings } from './evaluate.js';
 import { runPaths } from './run.js';
@@ -43,6 +43,8 @@ export interface ChosenCheckpoint {
 export function chooseCheckpoint(runDir: string, want: CheckpointChoice): ChosenCheckpoint {
   if (want === 'best') {
     if (readBestManifest(runDir)) return { dir: bestCheckpointDir(runDir), which: 'best', notice: null };
+    // An imported model has only its one checkpoint: nothing to say.
+    if (readManifest(runDir)?.imported) return { dir: runDir, which: 'last', notice: null };
     return { dir: runDir, which: 'last', notice: `${runDir} has no best checkpoint yet (no evaluation has finished); using the last checkpoint` };
   }
   return { dir: runDir, which: 'last', notice: null };
@@ -205,6 +207,7 @@ export function evaluateRun(run: OpenedRun, opts: { data?: string[]; batches?: n
     return { loss, bpb: (loss * ids.length) / (bytes * Math.LN2), windows, source: files.length === 1 ? files[0]! : `${files.length} files` };
   }
   const dir = run.manifest.dataset.dir;
+  if (dir === '') throw new UserError(`${run.runDir} has no dataset of its own (an imported model); evaluate on files with --data FILE`);
   if (!fs.existsSync(path.join(dir, 'meta.json'))) {
     throw new UserError(`the run's dataset ${dir} is gone; evaluate on files with --data FILE`);
   }

@@ -11,7 +11,7 @@ import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/atomic.js';
-import { loadCheckpoint, type CheckpointManifest } from './checkpoint.js';
+import { hasOptimizerState, loadCheckpoint, type CheckpointManifest } from './checkpoint.js';
 import { truncateLog } from './log.js';
 import { claimRunFolder, removeOrphanCheckpoints, runPaths, type RunPaths } from './run.js';
 import { SeededRng } from './rng.js';
@@ -131,7 +131,14 @@ async function openClaimedSession(req: SessionRequest, onPrepare: (ev: PreparePr
       // claimRunFolder saw checkpoint.json: it was removed while the data was being prepared
       throw new UserError(`--resume: ${paths.manifest} disappeared; nothing was changed`);
     }
-    if (resumedFrom) {
+    if (resumedFrom?.imported && !hasOptimizerState(resumedFrom)) {
+      // An imported model (pocketlm import): its weights are loaded; optimizer, loader and RNG
+      // start fresh, so training from it is fine-tuning, not an exact continuation.
+      if (resumedFrom.dataset.tokenizer_hash !== dataset.meta.tokenizer.hash) {
+        throw new UserError(`cannot train ${req.runDir}: its tokenizer differs from the one of ${dataset.dir}; keep data.tokenizer pointing at the run's tokenizer.json`);
+      }
+      truncateLog(paths.log, resumedFrom.step);
+    } else if (resumedFrom) {
       const m = resumedFrom;
       if (m.dataset.tokenizer_hash !== dataset.meta.tokenizer.hash) {
         throw new UserError(`cannot resume ${req.runDir}: it was trained on data tokenized differently (${m.dataset.dir}) than ${dataset.dir}; use the same --data/--dataset`);

@@ -7,6 +7,7 @@ import { sampleToken } from '../model/generate.js';
 import { UserError } from '../util/errors.js';
 import {
   allFinite, readBestManifest, saveBestCheckpoint, saveCheckpoint, type CheckpointManifest, type CheckpointState,
+  hasOptimizerState,
 } from './checkpoint.js';
 import { meanLoss, sampleTokens } from './evaluate.js';
 import { LogWriter, type BudgetEvent, type LogRecord, type RollbackEvent } from './log.js';
@@ -39,6 +40,8 @@ export type TrainEvent =
   | {
       type: 'start'; runDir: string; backend: BackendInfo; params: number; datasetDir: string; datasetReused: boolean;
       trainTokens: number; valTokens: number; tokensPerStep: number; resumedFromStep: number | null;
+      /** Set when the run was made by `pocketlm import`: where its weights came from (training starts with fresh optimizer state). */
+      importedFrom: string | null;
     }
   | { type: 'step'; record: LogRecord; etaSeconds: number | null }
   /** `best`: this evaluation lowered the validation loss and was saved as the run's best. */
@@ -252,6 +255,7 @@ export async function train(req: TrainRequest, onEvent: (ev: TrainEvent) => void
       datasetDir: s.dataset.dir, datasetReused: s.dataset.reused,
       trainTokens: s.dataset.meta.splits.train.tokens, valTokens: s.dataset.meta.splits.val.tokens,
       tokensPerStep, resumedFromStep: s.resumedFrom?.step ?? null,
+      importedFrom: s.resumedFrom?.imported && !hasOptimizerState(s.resumedFrom) ? s.resumedFrom.imported.from : null,
     });
 
     const startWall = performance.now();
