@@ -8,7 +8,7 @@ import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
 import { loadConfig, stringifyConfig, type RunConfig } from '../train/config.js';
 import { trainingMemoryPlan } from '../train/memory.js';
 import { readJournal } from './journal.js';
-import { runStudy, trialDir, type StudyOptions } from './study.js';
+import { runStudy, trialDir, trialTimeoutSeconds, type StudyOptions } from './study.js';
 import { estimateTrialMemoryMb } from './memory.js';
 import { runTrial, trialConfig } from './trial.js';
 import type { JournalEvent, PlanEntry, RungPoint } from './types.js';
@@ -282,4 +282,17 @@ test('bad input: one line each, and a corrupt journal line stops --resume withou
   // a new study in a folder holding one is refused
   const r2 = await cli(['research', '--config', cfgFile, '--out', dir]);
   assert.match(r2.stderr, /already holds a study; continue it with --resume/);
+});
+
+test('a trial counts as hung after 6x the time its FLOPs should take at the speed of the finished trials', () => {
+  const base = trialConfig(loadConfig({ preset: 'seed-small' }), { kind: 'tokens', value: 300_000 }, 3);
+  const wide = trialConfig(loadConfig({ preset: 'seed-small', set: ['model.d_model=256', 'model.ffn_hidden=1024'] }), { kind: 'tokens', value: 300_000 }, 3);
+  const done = (seconds: number) => ({ config: base, result: { status: 'ok' as const, val_loss: 1, val_bpb: 1, steps: base.train.steps, tokens: 300_000, seconds, tokens_per_second: 0, peak_rss_mb: 0, reason: '' } });
+  assert.equal(trialTimeoutSeconds(base, { kind: 'tokens', value: 300_000 }, []), 4 * 3600);
+  const t = (c: RunConfig) => trialTimeoutSeconds(c, { kind: 'tokens', value: 300_000 }, [done(90), done(100), done(400)]);
+  assert.ok(Math.abs(t(base) - 600) <= 6, `${t(base)}`); // median 100 s for the same work
+  // about 3.3x the FLOPs per token: about 3.3x the time allowed (the base's trials took 100 s)
+  assert.ok(t(wide) > 3 * t(base) && t(wide) < 4 * t(base), `${t(wide)} vs ${t(base)}`);
+  assert.equal(trialTimeoutSeconds(base, { kind: 'seconds', value: 60 }, []), 300);
+  assert.equal(trialTimeoutSeconds(base, { kind: 'tokens', value: 300_000 }, [done(1)]), 300);
 });

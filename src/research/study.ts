@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { prepareDataset, type PrepareProgress } from '../data/prepare.js';
+import { flopsPerToken } from '../model/flops.js';
 import { fileSource } from '../data/sources.js';
 import { readNpyTokens } from '../data/npy.js';
 import { loadTokenizer } from '../tokenizer/load.js';
@@ -532,6 +533,21 @@ function proposeNext(st: StudyState, dir: string): Extract<Action, { do: 'trial'
   return { do: 'trial', id: nextId, kind, changes, description, config: stringifyConfig({ ...cfg, train: { ...cfg.train, seed } }), seed, confirms: null, rng: rng.state(), index: 0 };
 }
 
+/**
+ * When a trial counts as hung: 6x the time its work should take, its FLOPs (per token x tokens)
+ * at the median speed in seconds per FLOP of the trials that finished, so a bigger model gets
+ * longer; at least 5 minutes; 4 hours before any trial has finished. A seconds budget: 3x it.
+ */
+export function trialTimeoutSeconds(cfg: RunConfig, budget: Budget, finished: { config: RunConfig; result: TrialResult }[]): number {
+  if (budget.kind === 'seconds') return Math.max(300, 3 * budget.value + 120);
+  const work = (c: RunConfig, tokens: number): number => flopsPerToken(c.model) * tokens;
+  const rates = finished.filter((f) => f.result.tokens > 0).map((f) => f.result.seconds / work(f.config, f.result.tokens)).sort((a, b) => a - b);
+  if (rates.length === 0) return 4 * 3600;
+  const rate = rates[Math.floor(rates.length / 2)]!;
+  const tokens = cfg.train.steps * cfg.train.batch_size * cfg.model.seq_len * cfg.train.grad_accum;
+  return Math.round(Math.max(300, 6 * rate * work(cfg, tokens)));
+}
+
 /** Runs one trial (pruning at its rungs when the study prunes and the trial is a candidate). */
 async function executeTrial(dir: string, events: JournalEvent[], trial: Extract<Action, { do: 'trial' }>,
   append: (ev: JournalEvent) => void, onEvent: (ev: StudyEvent) => void): Promise<TrialResult> {
@@ -548,10 +564,8 @@ async function executeTrial(dir: string, events: JournalEvent[], trial: Extract<
   // earlier learning curves, for median pruning (every finished trial's rung values)
   const earlier = st.trials.filter((t) => t.end && t.id !== trial.id).map((t) => t.rungs.map((r) => r.val_bpb));
   const prune = h.pruning && isCandidate(trial.kind);
-  const okSeconds = st.trials.filter((t) => t.end?.status === 'ok').map((t) => t.end!.seconds).sort((a, b) => a - b);
-  const typical = okSeconds.length ? okSeconds[Math.floor(okSeconds.length / 2)]! : null;
-  // a hung or runaway trial is stopped: 5x the typical trial, or a generous first guess
-  const timeoutSeconds = h.budget.kind === 'seconds' ? Math.max(120, 3 * h.budget.value + 120) : typical !== null ? Math.max(120, 5 * typical) : 4 * 3600;
+  const finished = st.trials.filter((t) => t.end?.status === 'ok').map((t) => ({ config: parseConfigText(t.start.config, `trial ${t.id} config`), result: t.end! }));
+  const timeoutSeconds = trialTimeoutSeconds(cfg, h.budget, finished);
   return runTrial({
     config: cfg, runDir: tdir, scorePath: path.join(dir, h.score.file), backend: h.backend, threads: h.threads > 0 ? h.threads : undefined, timeoutSeconds,
     onRung: (point) => {

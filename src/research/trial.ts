@@ -84,7 +84,7 @@ export function runTrial(req: TrialRequest): Promise<TrialResult> {
       seconds: (Date.now() - started) / 1000, tokens_per_second: 0, peak_rss_mb: peak, reason,
     });
     const timer = setTimeout(() => {
-      final ??= fail('timeout', `no result after ${req.timeoutSeconds} s; stopped`);
+      final ??= fail('timeout', `no result after ${Math.round(req.timeoutSeconds)} s; stopped`);
       child.kill('SIGKILL');
     }, req.timeoutSeconds * 1000);
     child.on('message', (msg: ChildMessage) => {
