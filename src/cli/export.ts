@@ -27,7 +27,7 @@ export function registerExport(program: Command): void {
     .requiredOption('--format <format>', 'hf (a folder) | gguf (one file)')
     .requiredOption('--out <path>', 'the folder (hf) or file (gguf) to write; must not exist yet (an empty folder is fine)')
     .option('--checkpoint <which>', 'best (the lowest validation loss; the last when there is none yet) or last', 'best')
-    .option('--dtype <type>', 'f32 | f16 | bf16 (norm weights stay f32 in GGUF)', 'f32')
+    .option('--dtype <type>', 'f32 | f16 | bf16 (bf16: hf only; norm weights stay f32 in GGUF)', 'f32')
     .action(async (f: ExportFlags) => {
       const format = choiceFlag('--format', f.format, FORMATS);
       const dtype = choiceFlag('--dtype', f.dtype, EXPORT_DTYPES);

@@ -80,3 +80,21 @@ test('tokenizerFromGguf refuses what it cannot reproduce, naming the field', () 
   refuses(withKv('tokenizer.ggml.merges', { key: 'tokenizer.ggml.merges', type: 'array', itemType: 'string', value: ['Ġ t h'] }), /tokenizer.ggml.merges\[0\]/, 'mg.gguf');
   refuses(withKv('tokenizer.ggml.bos_token_id', { key: 'tokenizer.ggml.bos_token_id', type: 'uint32', value: 99999 }), /bos_token_id = 99999 is outside/, 'bos.gguf');
 });
+
+test('padding: nVocab above the tokenizer adds unused "[PAD<id>]" tokens, dropped again on reading; unused tokens elsewhere are refused', () => {
+  const kv = ggufTokenizerKv(tok, tok.vocabSize + 3);
+  const tokens = kv.find((p) => p.key === 'tokenizer.ggml.tokens')!.value as string[];
+  const types = kv.find((p) => p.key === 'tokenizer.ggml.token_type')!.value as Int32Array;
+  assert.equal(tokens.length, tok.vocabSize + 3);
+  assert.deepEqual(tokens.slice(-3), [300, 301, 302].map((i) => `[PAD${i}]`));
+  assert.deepEqual(Array.from(types.slice(-3)), [5, 5, 5]);
+  assert.ok(Array.from(types.slice(0, -3)).every((t) => t === 1 || t === 3));
+  const back = tokenizerFromGguf(roundTrip(kv, 'pad.gguf'));
+  assert.equal(back.nVocab, tok.vocabSize + 3);
+  assert.equal(back.tokenizer.hash(), tok.hash());
+  assert.throws(() => ggufTokenizerKv(tok, tok.vocabSize - 1), /below the tokenizer's 300 ids/);
+  const mid = Int32Array.from(types);
+  mid[7] = 5;
+  const bad = kv.map((p) => (p.key === 'tokenizer.ggml.token_type' ? { ...p, value: mid } : p)) as GgufKv[];
+  assert.throws(() => tokenizerFromGguf(roundTrip(bad, 'padmid.gguf')), (e: Error) => e instanceof UserError && /token_type\[7\] is 5; .*unused \(5\) only as padding at the end/.test(e.message));
+});

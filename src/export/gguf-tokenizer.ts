@@ -22,6 +22,8 @@ import { ggufString, ggufStringArray, ggufIntArray, ggufInt, type GgufFile, type
 export const GGUF_TOKEN_NORMAL = 1;
 export const GGUF_TOKEN_CONTROL = 3;
 const GGUF_TOKEN_USER_DEFINED = 4;
+/** llama.cpp's type for filler ids (convert_hf_to_gguf.py pads a vocabulary with "[PAD<id>]" tokens of this type). */
+export const GGUF_TOKEN_UNUSED = 5;
 
 /** The tokenizer model and pre-tokenizer type we write and accept. */
 export const GGUF_TOKENIZER_MODEL = 'gpt2';
@@ -33,12 +35,16 @@ export const GGUF_TOKENIZER_PRE = 'gpt-2';
  * control 3), the merges as "a b", and bos = eos = <|endoftext|> set explicitly with
  * add_bos_token / add_eos_token false (our models are trained without a BOS token: documents are
  * separated by <|endoftext|>, which is what generation stops at).
+ * `nVocab` (default: the tokenizer's size) may be larger, for a model whose embedding has more
+ * rows than the tokenizer has ids: llama.cpp requires one token per row, so the rest are
+ * "[PAD<id>]" tokens of type unused, as llama.cpp's own converter writes them.
  */
-export function ggufTokenizerKv(tok: BpeTokenizer): GgufKv[] {
+export function ggufTokenizerKv(tok: BpeTokenizer, nVocab: number = tok.vocabSize): GgufKv[] {
   const spec = tok.toSpec();
   const special = new Map(spec.specials.map((s) => [s.id, s.content]));
   const tokens: string[] = [];
-  const types = new Int32Array(spec.vocab.length);
+  if (!Number.isInteger(nVocab) || nVocab < spec.vocab.length) throw new Error(`ggufTokenizerKv: nVocab ${nVocab} is below the tokenizer's ${spec.vocab.length} ids`);
+  const types = new Int32Array(nVocab);
   spec.vocab.forEach((b, id) => {
     if (b !== null) {
       tokens.push(bytesToUnicodeString(b));
@@ -48,6 +54,10 @@ export function ggufTokenizerKv(tok: BpeTokenizer): GgufKv[] {
       types[id] = GGUF_TOKEN_CONTROL;
     }
   });
+  for (let id = spec.vocab.length; id < nVocab; id++) {
+    tokens.push(`[PAD${id}]`);
+    types[id] = GGUF_TOKEN_UNUSED;
+  }
   const text = (id: number): string => bytesToUnicodeString(spec.vocab[id]!);
   const merges = spec.merges.map(([a, b]) => `${text(a)} ${text(b)}`);
   const eot = tok.eotId;
@@ -70,12 +80,15 @@ export interface GgufTokenizer {
   eosId: number | null;
   /** tokenizer.ggml.add_bos_token (false when absent): llama.cpp then prepends bos to every prompt. */
   addBos: boolean;
+  /** Token count of the file, padding included (the rows the embedding must have). */
+  nVocab: number;
 }
 
 /**
  * Our tokenizer from a GGUF file's tokenizer.ggml.* metadata. Only what we reproduce exactly is
  * accepted: model "gpt2" with pre-tokenizer "gpt-2"; normal tokens must be byte-level strings,
- * control and user-defined tokens become special tokens (matched whole by encodeWithSpecial).
+ * control and user-defined tokens become special tokens (matched whole by encodeWithSpecial);
+ * unused tokens are accepted only as padding at the end of the list (ids no text encodes to).
  * Anything else is a UserError naming the field.
  */
 export function tokenizerFromGguf(g: GgufFile): GgufTokenizer {
@@ -93,10 +106,13 @@ export function tokenizerFromGguf(g: GgufFile): GgufTokenizer {
   if (types !== null && types.length !== tokens.length) {
     throw new UserError(`${where} tokenizer.ggml.token_type has ${types.length} entries but tokenizer.ggml.tokens has ${tokens.length}`);
   }
-  const vocab: Array<Uint8Array | null> = new Array<Uint8Array | null>(tokens.length).fill(null);
+  // Trailing unused tokens are padding: the tokenizer ends before them.
+  let nReal = tokens.length;
+  while (types !== null && nReal > 0 && types[nReal - 1] === GGUF_TOKEN_UNUSED) nReal--;
+  const vocab: Array<Uint8Array | null> = new Array<Uint8Array | null>(nReal).fill(null);
   const specials: SpecialToken[] = [];
   const idOfText = new Map<string, number>();
-  for (let id = 0; id < tokens.length; id++) {
+  for (let id = 0; id < nReal; id++) {
     const text = tokens[id]!;
     const type = types === null ? GGUF_TOKEN_NORMAL : types[id]!;
     if (type === GGUF_TOKEN_CONTROL || type === GGUF_TOKEN_USER_DEFINED) {
@@ -109,7 +125,7 @@ export function tokenizerFromGguf(g: GgufFile): GgufTokenizer {
       vocab[id] = bytes;
       idOfText.set(text, id);
     } else {
-      throw new UserError(`${where} tokenizer.ggml.token_type[${id}] is ${type}; only normal (1), control (3) and user-defined (4) tokens are supported`);
+      throw new UserError(`${where} tokenizer.ggml.token_type[${id}] is ${type}; only normal (1), control (3) and user-defined (4) tokens are supported (unused (5) only as padding at the end)`);
     }
   }
   const mergeStrings = g.kv.has('tokenizer.ggml.merges') ? ggufStringArray(g, 'tokenizer.ggml.merges') : [];
@@ -127,7 +143,7 @@ export function tokenizerFromGguf(g: GgufFile): GgufTokenizer {
   const optId = (key: string): number | null => {
     if (!g.kv.has(key)) return null;
     const id = ggufInt(g, key);
-    if (id < 0 || id >= tokens.length) throw new UserError(`${where} ${key} = ${id} is outside the vocabulary (0..${tokens.length - 1})`);
+    if (id < 0 || id >= nReal) throw new UserError(`${where} ${key} = ${id} is outside the vocabulary (0..${nReal - 1})`);
     return id;
   };
   const addBosKv = g.kv.get('tokenizer.ggml.add_bos_token');
@@ -137,5 +153,6 @@ export function tokenizerFromGguf(g: GgufFile): GgufTokenizer {
     bosId: optId('tokenizer.ggml.bos_token_id'),
     eosId: optId('tokenizer.ggml.eos_token_id'),
     addBos: addBosKv !== undefined && addBosKv.value === true,
+    nVocab: tokens.length,
   };
 }
