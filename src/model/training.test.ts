@@ -100,11 +100,16 @@ test('50 real forward/backward steps: arena bytes constant, retained JS heap fla
     const step = stepper(m, be.arena);
     for (let i = 0; i < 10; i++) step(); // warm-up: JIT and inline caches settle
     const bytes = be.arena.bytesUsed();
-    gc();
-    const heap0 = process.memoryUsage().heapUsed;
-    for (let i = 0; i < 50; i++) step();
-    gc();
-    const retained = process.memoryUsage().heapUsed - heap0;
+    // The least of 3 rounds: on a loaded machine V8 can still be installing optimized code (and
+    // its feedback) during a round, which a gc does not return; a leak grows in every round.
+    let retained = Infinity;
+    for (let round = 0; round < 3 && retained >= 64 * 1024; round++) {
+      gc();
+      const heap0 = process.memoryUsage().heapUsed;
+      for (let i = 0; i < 50; i++) step();
+      gc();
+      retained = Math.min(retained, process.memoryUsage().heapUsed - heap0);
+    }
     assert.equal(be.arena.bytesUsed(), bytes);
     assert.ok(retained < 64 * 1024, `JS heap retained ${retained} bytes after 50 steps`);
   } finally {
