@@ -176,7 +176,7 @@ test('two workers finish a fixed list of trials; pruning reaches a worker during
   assert.match(w1.out(), /^trial \d+: ok /m);
   assert.match(w2.out(), /^trial \d+: ok /m);
   assert.match(both, /refused a trial from the queue: its id "\.\.\/\.\.\/escape" is not a trial number/);
-  assert.match(both, /refused a trial from the queue: trial 77 config: (its \[data\] section is not the study's|.*)/);
+  assert.match(both, /refused a trial from the queue: .*trial 77 config/);
   assert.ok(!fs.existsSync(path.join(work, 'escape')) && !fs.existsSync(path.join(work, 'two-worker-a', 'trials', '0077')));
   assert.equal(w1.child.exitCode, null, 'worker a still runs');
   assert.equal(w2.child.exitCode, null, 'worker b still runs');
