@@ -9,6 +9,7 @@ import { registerTrain } from './train.js';
 import { registerSample } from './sample.js';
 import { registerEval } from './eval.js';
 import { registerResearch } from './research.js';
+import { registerPlot } from './plot.js';
 
 // The CLI parses and prints; every command's work lives in the layers below.
 
@@ -28,6 +29,7 @@ registerTrain(program);
 registerSample(program);
 registerEval(program);
 registerResearch(program);
+registerPlot(program);
 registerPrepare(program);
 registerBaselines(program);
 registerTokenizer(program);
