@@ -10,6 +10,8 @@ import { registerSample } from './sample.js';
 import { registerEval } from './eval.js';
 import { registerResearch } from './research.js';
 import { registerPlot } from './plot.js';
+import { registerDashboard } from './dashboard.js';
+import { registerStatus } from './status.js';
 
 // The CLI parses and prints; every command's work lives in the layers below.
 
@@ -30,6 +32,8 @@ registerSample(program);
 registerEval(program);
 registerResearch(program);
 registerPlot(program);
+registerDashboard(program);
+registerStatus(program);
 registerPrepare(program);
 registerBaselines(program);
 registerTokenizer(program);
