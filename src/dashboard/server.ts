@@ -114,7 +114,7 @@ function streamRun(item: Listed, res: http.ServerResponse, pollMs: number): () =
   const p = runPaths(item.dir);
   const log = new JsonlTail(p.log);
   const samples = new JsonlTail(p.samples);
-  let baselinesKey = '';
+  let baselinesKey: string | null = null; // null: nothing sent yet (the first tick always says)
   let running: boolean | null = null;
   const tick = () => {
     const l = log.poll();
