@@ -288,7 +288,8 @@
     drawChart('chart-gnorm', 'gradient norm', [{ key: 'grad_norm', label: 'grad norm' }], null, 180);
     drawChart('chart-tps', 'tokens per second', [{ key: 'tokens_per_second', label: 'tok/s' }], null, 180);
     const recs = first ? first.samples.slice(-20).reverse() : [];
-    $('samples').replaceChildren(...recs.flatMap((r) => r.samples.map((text) =>
+    // a sample that ended at once (an end-of-text token first) has nothing to show
+    $('samples').replaceChildren(...recs.flatMap((r) => r.samples.filter((text) => text.trim() !== '').map((text) =>
       el('div', { class: 'sample', 'data-step': r.step }, el('span', { class: 'step' }, `step ${r.step} · ${fmtDuration(r.elapsed)}`), text))));
   }
 
