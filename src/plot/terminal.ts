@@ -4,6 +4,8 @@
  * and last step under the x axis.
  */
 import asciichart from 'asciichart';
+import { readLog } from '../train/log.js';
+import { runPaths } from '../train/run.js';
 
 export interface TerminalChartOptions {
   /** Rows of the plot (the y range is split into this many steps). */
@@ -50,4 +52,12 @@ export function terminalChart(points: ReadonlyArray<readonly [number, number]>, 
   const first = `step ${pts[0]![0]}`;
   const last = `step ${pts[pts.length - 1]![0]}`;
   return [title, ...lines, pad + first + last.padStart(Math.max(last.length + 1, width - first.length))];
+}
+
+/** The chart of a run's validation bits per byte by step, from its log.jsonl ([] with fewer than two evaluations). */
+export function validationChartLines(runDir: string, opts: TerminalChartOptions = {}): string[] {
+  const points = readLog(runPaths(runDir).log)
+    .filter((r) => typeof r.val_bpb === 'number')
+    .map((r) => [r.step, r.val_bpb!] as const);
+  return terminalChart(points, 'validation bits per byte by step:', opts);
 }

@@ -123,6 +123,12 @@
     src.addEventListener('samples', (e) => { run.samples.push(...JSON.parse(e.data)); queueRender(); });
     src.addEventListener('baselines', (e) => { run.baselines = JSON.parse(e.data); queueRender(); });
     src.addEventListener('status', (e) => { run.running = JSON.parse(e.data).running; queueRender(); });
+    src.addEventListener('error', () => {
+      // refused (not listed yet: `train --dashboard` opens the page before the run folder has files): ask again
+      if (src.readyState !== EventSource.CLOSED) return;
+      state.runs.delete(id);
+      setTimeout(() => { if (state.selected.includes(id) && !state.runs.has(id)) { follow(id); queueRender(); } }, 2000);
+    });
     state.runs.set(id, run);
   }
 
