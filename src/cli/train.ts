@@ -252,7 +252,8 @@ export function registerTrain(program: Command): void {
         const result = await train({ config, runDir, resume: !!f.resume }, onEvent, () => stopSignal !== null);
         status.clear();
         for (const l of report(result)) console.log(l);
-        if (result.stopReason !== 'signal') for (const l of validationChartLines(result.runDir)) console.log(l);
+        const chart = result.stopReason === 'signal' ? [] : validationChartLines(result.runDir);
+        if (chart.length) console.log(['', ...chart].join('\n'));
         // Stopped by a signal (checkpoint saved): scripts can tell it from a finished run.
         if (result.stopReason === 'signal') process.exitCode = signalExitCode(stopSignal ?? 'SIGINT');
       } finally {

@@ -164,17 +164,19 @@
 
   const xOf = (r) => (state.x === 'step' ? r.step : state.x === 'time' ? r.elapsed : r.tokens);
 
-  /** The distinct baselines of the shown runs, in nats or bits per byte. */
+  /** The distinct baselines of the shown runs (one set per dataset), in nats or bits per byte. */
   function baselineLines(unit) {
-    const out = [];
-    const seen = new Set();
+    const sets = new Map(); // key -> { b, ids }
     for (const id of state.selected) {
       const b = state.runs.get(id)?.baselines;
       if (!b) continue;
       const key = JSON.stringify(b.uniform);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      for (const k of BASE_ORDER) out.push({ name: k + (state.selected.length > 1 ? ` (${id})` : ''), y: unit === 'bpb' ? b[k].bpb : b[k].nats, color: BASE_COLORS[k] });
+      if (sets.has(key)) sets.get(key).ids.push(id);
+      else sets.set(key, { b, ids: [id] });
+    }
+    const out = [];
+    for (const { b, ids } of sets.values()) {
+      for (const k of BASE_ORDER) out.push({ name: k + (sets.size > 1 ? ` (${ids.join(', ')})` : ''), y: unit === 'bpb' ? b[k].bpb : b[k].nats, color: BASE_COLORS[k] });
     }
     return out;
   }
