@@ -38,7 +38,6 @@ try {
   fs.writeFileSync(out, await page.screenshot());
   console.log(`wrote ${out} (${(fs.statSync(out).size / 1024).toFixed(0)} KB)`);
 } finally {
-  await chrome.close();
-  await dash.close();
+  await Promise.allSettled([chrome.close(), dash.close()]);
   fs.rmSync(tmp, { recursive: true, force: true });
 }

@@ -33,7 +33,13 @@ export async function launchChromium(exe: string, timeoutMs = 20_000): Promise<H
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   const cleanup = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    fs.rmSync(profile, { recursive: true, force: true });
+    // Chromium's helper processes can still be writing into the profile for a moment after the
+    // browser exits: retry, and leave a temp folder behind rather than fail over it.
+    try {
+      fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    } catch {
+      // left in the temp folder
+    }
   };
   try {
     const ws = await new Promise<string>((resolve, reject) => {

@@ -74,10 +74,10 @@ test('dashboard in Chromium: a live tiny run shows new points, the validation cu
     assert.ok(white < 0.9 * img.width * img.height, `the screenshot is not blank (${white} background pixels)`);
     assert.ok(countPixels(img, [0x1f, 0x77, 0xb4], 30) > 300, 'the run\'s curves (#1f77b4) are on screen');
   } finally {
+    // each step whatever the others do: a server or browser left open would keep the test process alive
     child.kill('SIGTERM');
     await exited;
-    await chrome.close();
-    await dash.close();
-    fs.rmSync(tmp, { recursive: true, force: true });
+    await Promise.allSettled([chrome.close(), dash.close()]);
+    fs.rmSync(tmp, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   }
 });
