@@ -1,28 +1,16 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { tinystoriesSampleDir } from '../util/paths.js';
 import { loadConfig } from './config.js';
 import { train, type TrainEvent } from './trainer.js';
 import { runPaths } from './run.js';
 import { appendSamples, readSamples, truncateSamples } from './samples.js';
+import { useTempCache } from '../util/testing.js';
 
 let work = '';
-let savedCache: string | undefined;
-
-before(() => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-samples-'));
-  savedCache = process.env.POCKETLM_CACHE;
-  process.env.POCKETLM_CACHE = path.join(work, 'cache');
-});
-
-after(() => {
-  if (savedCache === undefined) delete process.env.POCKETLM_CACHE;
-  else process.env.POCKETLM_CACHE = savedCache;
-  fs.rmSync(work, { recursive: true, force: true });
-});
+useTempCache('pocketlm-samples-', (dir) => { work = dir; });
 
 test('each append adds exactly one complete line; a torn last line is skipped; truncation keeps steps <= the checkpoint', () => {
   const file = path.join(work, 'unit.jsonl');
