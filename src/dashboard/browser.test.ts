@@ -70,8 +70,14 @@ test('dashboard in Chromium: a live tiny run shows new points, the validation cu
     if (process.env.POCKETLM_SCREENSHOT) fs.writeFileSync(process.env.POCKETLM_SCREENSHOT, png);
     const img = decodePng(png);
     assert.deepEqual([img.width, img.height], [1280, 900]);
-    const white = countPixels(img, [255, 255, 255], 2) + countPixels(img, [0xfa, 0xfa, 0xfa], 2);
-    assert.ok(white < 0.9 * img.width * img.height, `the screenshot is not blank (${white} background pixels)`);
+    // Below the dark header bar the page is mostly background even when full (about 94% here,
+    // 90% on another machine's fonts), so "not blank" counts what is drawn there: charts, text
+    // and samples cover some 6% of it; an empty body would be under 0.5% (borders only).
+    const header = 41;
+    const body = { rgba: img.rgba.subarray(header * img.width * 4) };
+    const bodyPixels = img.width * (img.height - header);
+    const drawnPixels = bodyPixels - countPixels(body, [255, 255, 255], 2) - countPixels(body, [0xfa, 0xfa, 0xfa], 2);
+    assert.ok(drawnPixels > 0.02 * bodyPixels, `the screenshot is not blank (${drawnPixels} of ${bodyPixels} pixels below the header drawn)`);
     assert.ok(countPixels(img, [0x1f, 0x77, 0xb4], 30) > 300, 'the run\'s curves (#1f77b4) are on screen');
   } finally {
     // each step whatever the others do: a server or browser left open would keep the test process alive
