@@ -11,6 +11,9 @@ import { registerEval } from './eval.js';
 import { registerResearch } from './research.js';
 import { registerExport } from './export.js';
 import { registerImport } from './import.js';
+import { registerPlot } from './plot.js';
+import { registerDashboard } from './dashboard.js';
+import { registerStatus } from './status.js';
 
 // The CLI parses and prints; every command's work lives in the layers below.
 
@@ -34,6 +37,9 @@ registerEval(program);
 registerResearch(program);
 registerExport(program);
 registerImport(program);
+registerPlot(program);
+registerDashboard(program);
+registerStatus(program);
 registerPrepare(program);
 registerBaselines(program);
 registerTokenizer(program);

@@ -5,6 +5,8 @@ import { BACKENDS } from '../train/config.js';
 import { train, type TrainEvent, type TrainResult } from '../train/trainer.js';
 import { configName, resolveRunDir, runConfigFor, tomlString } from '../train/request.js';
 import { choiceFlag, intFlag, MAX_THREADS } from './flags.js';
+import { startDashboard, type Dashboard } from '../dashboard/server.js';
+import { validationChartLines } from '../plot/terminal.js';
 
 /**
  * A live status line on a terminal (rewritten in place), or plain lines when the output is
@@ -71,6 +73,8 @@ interface TrainFlags {
   resume?: boolean;
   backend?: string;
   threads?: string;
+  /** true (the default port) or the port given. */
+  dashboard?: boolean | string;
 }
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
@@ -161,6 +165,7 @@ export function registerTrain(program: Command): void {
     .option('--resume', 'continue the run in --out (or the latest run of the preset) from its checkpoint')
     .option('--backend <name>', 'auto | wasm | native | js')
     .option('--threads <n>', 'kernel threads (0 = one per core)')
+    .option('--dashboard [port]', 'also serve the dashboard on 127.0.0.1 (port 8484 unless given) while the run trains')
     .action(async (f: TrainFlags) => {
       const name = configName(f);
       const runDir = resolveRunDir({ out: f.out, resume: !!f.resume, name });
@@ -168,6 +173,14 @@ export function registerTrain(program: Command): void {
       const config = runConfigFor(f, runDir, !!f.resume, flagOverrides(f));
 
       const status = new StatusLine(process.stdout);
+      // The dashboard lists the folder holding the run and opens on the run; it stops with the run.
+      let dashboard: Dashboard | null = null;
+      if (f.dashboard !== undefined) {
+        const port = f.dashboard === true ? 8484 : intFlag('--dashboard', String(f.dashboard), 0, 65535);
+        const root = path.dirname(path.resolve(runDir));
+        dashboard = await startDashboard({ roots: [root], port });
+        status.line(`dashboard: ${dashboard.url}#runs=${encodeURIComponent(`${path.basename(root)}/${path.basename(runDir)}`)} (stops when the run ends; pocketlm dashboard --runs ${JSON.stringify(root)} shows it afterwards)`);
+      }
       // The first signal received; the exit code says which (128 + its number: 130 SIGINT, 143 SIGTERM).
       let stopSignal: NodeJS.Signals | null = null;
       let started = false;
@@ -241,10 +254,13 @@ export function registerTrain(program: Command): void {
         const result = await train({ config, runDir, resume: !!f.resume }, onEvent, () => stopSignal !== null);
         status.clear();
         for (const l of report(result)) console.log(l);
+        const chart = result.stopReason === 'signal' ? [] : validationChartLines(result.runDir);
+        if (chart.length) console.log(['', ...chart].join('\n'));
         // Stopped by a signal (checkpoint saved): scripts can tell it from a finished run.
         if (result.stopReason === 'signal') process.exitCode = signalExitCode(stopSignal ?? 'SIGINT');
       } finally {
         status.clear();
+        await dashboard?.close();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }

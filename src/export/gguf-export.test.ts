@@ -10,8 +10,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
 import { UserError } from '../util/errors.js';
-import { loadConfig, stringifyConfig, type RunConfig } from '../train/config.js';
-import { train } from '../train/trainer.js';
+import { loadConfig, stringifyConfig } from '../train/config.js';
 import { evaluateRun, openRun } from '../train/inference.js';
 import { readManifest, saveCheckpoint } from '../train/checkpoint.js';
 import { runPaths } from '../train/run.js';
@@ -27,6 +26,7 @@ import { toLlamaTensors } from './llama-weights.js';
 import { readRunWeights } from './run-weights.js';
 import { exportGguf } from './gguf-export.js';
 import { importGguf } from './gguf-import.js';
+import { trainTiedAndUntied } from './testing.js';
 
 process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = 'true';
 
@@ -39,28 +39,12 @@ const files: Record<'untied' | 'tied' | 'f16', string> = { untied: '', tied: '',
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- node-llama-cpp's Llama, imported dynamically
 let llama: any;
 
-function tinyConfig(set: string[] = []): RunConfig {
-  return loadConfig({
-    preset: 'tiny',
-    set: [
-      'model.vocab_size=512', 'model.tie_embeddings=false', 'model.d_model=32', 'model.n_layer=2', 'model.n_head=2', `model.seq_len=${SEQ}`, 'model.ffn_hidden=64',
-      'train.batch_size=4', 'train.grad_accum=1', 'train.time_seconds=0', 'train.steps=40', 'train.eval_every=20', 'train.eval_batches=2',
-      'train.log_every=10', 'train.checkpoint_minutes=0', 'train.sample_tokens=0', 'train.backend="wasm"', 'train.threads=1',
-      'optim.warmup_steps=5', 'optim.lr=0.01', `data.paths=[${JSON.stringify(DATA)}]`,
-      ...set,
-    ],
-  });
-}
-
 before(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-gguf-export-'));
   savedCache = process.env.POCKETLM_CACHE;
   process.env.POCKETLM_CACHE = path.join(work, 'cache');
-  runs.untied = path.join(work, 'untied');
-  runs.tied = path.join(work, 'tied');
-  await train({ config: tinyConfig(), runDir: runs.untied, resume: false }, () => {}, () => false);
-  // Schedule-Free: the checkpoint must hold (and the export carry) the evaluation weights x.
-  await train({ config: tinyConfig(['model.tie_embeddings=true', 'optim.name="sfadamw"']), runDir: runs.tied, resume: false }, () => {}, () => false);
+  // the tied run is Schedule-Free: the checkpoint must hold (and the export carry) the evaluation weights x
+  Object.assign(runs, await trainTiedAndUntied(work, { seqLen: SEQ, steps: 40, set: ['optim.lr=0.01'] }));
   files.untied = path.join(work, 'untied.gguf');
   files.tied = path.join(work, 'tied.gguf');
   files.f16 = path.join(work, 'untied-f16.gguf');

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { tinystoriesSampleDir } from '../util/paths.js';
 import { UserError } from '../util/errors.js';
-import { loadConfig, type RunConfig } from '../train/config.js';
+import { loadConfig } from '../train/config.js';
 import { train, type TrainEvent } from '../train/trainer.js';
 import { openRun } from '../train/inference.js';
 import { readLog } from '../train/log.js';
@@ -15,8 +15,9 @@ import { readManifest } from '../train/checkpoint.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { exportHf, importHf } from './hf.js';
 import { llamaTensorShapes, toLlamaTensors } from './llama-weights.js';
-import { readSafetensors, toFloat32 } from './safetensors.js';
+import { readSafetensors } from './safetensors.js';
 import { readRunWeights } from './run-weights.js';
+import { trainTiedAndUntied } from './testing.js';
 
 // Export a small trained run as a Hugging Face folder and import it back (wasm, one thread).
 
@@ -25,27 +26,11 @@ let work = '';
 let savedCache: string | undefined;
 const runs: Record<'untied' | 'tied', string> = { untied: '', tied: '' };
 
-function tinyConfig(set: string[] = []): RunConfig {
-  return loadConfig({
-    preset: 'tiny',
-    set: [
-      'model.vocab_size=512', 'model.tie_embeddings=false', 'model.d_model=32', 'model.n_layer=2', 'model.n_head=2', 'model.seq_len=32', 'model.ffn_hidden=64',
-      'train.batch_size=4', 'train.grad_accum=1', 'train.time_seconds=0', 'train.steps=30', 'train.eval_every=15', 'train.eval_batches=2',
-      'train.log_every=1', 'train.checkpoint_minutes=0', 'train.sample_tokens=0', 'train.backend="wasm"', 'train.threads=1',
-      'optim.warmup_steps=5', `data.paths=[${JSON.stringify(DATA)}]`,
-      ...set,
-    ],
-  });
-}
-
 before(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-hf-'));
   savedCache = process.env.POCKETLM_CACHE;
   process.env.POCKETLM_CACHE = path.join(work, 'cache');
-  runs.untied = path.join(work, 'untied');
-  runs.tied = path.join(work, 'tied');
-  await train({ config: tinyConfig(), runDir: runs.untied, resume: false }, () => {}, () => false);
-  await train({ config: tinyConfig(['model.tie_embeddings=true', 'optim.name="sfadamw"']), runDir: runs.tied, resume: false }, () => {}, () => false);
+  Object.assign(runs, await trainTiedAndUntied(work, { seqLen: 32, steps: 30 }));
 });
 
 after(() => {

@@ -2,10 +2,11 @@
  * progress.svg: the study at a glance, like autoresearch's progress.png. x = trial id,
  * y = validation bits per byte: scored trials as grey dots, kept ones green with a short label,
  * the running best as a step line inside a band of ± the noise margin; trials that never scored
- * (pruned, crashed, ...) as small marks along the bottom, counted in the legend. Hand-written
- * SVG with no dependency, every text escaped.
+ * (pruned, crashed, ...) as small marks along the bottom, counted in the legend. Drawn with the
+ * frame, axes and legend of src/plot/svg.ts (the code `pocketlm plot` uses), every text escaped.
  */
 import type { StudySummary, TrialRow } from './summary.js';
+import { Frame, escapeXml, legendSvg, n, type LegendMark } from '../plot/svg.js';
 
 export interface ProgressSvgOptions {
   width?: number;
@@ -13,45 +14,8 @@ export interface ProgressSvgOptions {
   title?: string;
 }
 
-/** Text and attribute values with the five XML special characters escaped and control characters dropped. */
-export function escapeXml(text: string): string {
-  let out = '';
-  for (const ch of text) {
-    const c = ch.codePointAt(0)!;
-    if (ch === '&') out += '&amp;';
-    else if (ch === '<') out += '&lt;';
-    else if (ch === '>') out += '&gt;';
-    else if (ch === '"') out += '&quot;';
-    else if (ch === "'") out += '&apos;';
-    // XML 1.0 allows no control characters but tab, newline and carriage return.
-    else if (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) out += ' ';
-    else out += ch;
-  }
-  return out;
-}
-
-/** Round coordinates so the file stays small and diffs stay stable. */
-function n(x: number): string {
-  return String(Math.round(x * 100) / 100);
-}
-
-/** About `count` round tick values covering [lo, hi] (steps of 1, 2 or 5 times a power of ten). */
-export function niceTicks(lo: number, hi: number, count: number): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / Math.max(1, count);
-  const pow = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * pow).find((s) => s >= raw) ?? 10 * pow;
-  const ticks: number[] = [];
-  // Integer multiples of the step, rounded to 12 significant digits so 0.1 * 14 prints as 1.4.
-  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) ticks.push(Number((k * step).toPrecision(12)));
-  return ticks;
-}
-
-function decimalsFor(ticks: number[]): number {
-  if (ticks.length < 2) return 3;
-  const step = Math.abs(ticks[1] - ticks[0]);
-  return Math.min(6, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
-}
+// The chart primitives are shared with `pocketlm plot` (src/plot/svg.ts); re-exported for the study's callers.
+export { escapeXml, niceTicks } from '../plot/svg.js';
 
 function shortLabel(row: TrialRow): string {
   const text = row.description.replace(/\s+/g, ' ').trim() || `trial ${row.id}`;
@@ -95,41 +59,15 @@ export function progressSvg(summary: StudySummary, opts: ProgressSvgOptions = {}
   const xPad = (x1 - x0) * 0.02;
   x0 -= xPad; x1 += xPad;
 
-  const X = (id: number) => left + ((id - x0) / (x1 - x0)) * pw;
-  const Y = (v: number) => top + ((y1 - v) / (y1 - y0)) * ph;
+  const frame = new Frame({ width: W, height: H, left, right, top, bottom, x0, x1, y0, y1 });
+  const X = (id: number) => frame.X(id);
+  const Y = (v: number) => frame.Y(v);
 
-  const out: string[] = [];
-  out.push(`<?xml version="1.0" encoding="UTF-8"?>`);
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
-  out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
+  const out: string[] = frame.open();
   const kept = summary.kept.length;
   const title = opts.title ?? `pocketlm research${summary.base_name ? `: ${summary.base_name}` : ''}: ${summary.rows.length} trials, ${kept} kept`;
-  out.push(`<text class="title" x="${n(W / 2)}" y="24" text-anchor="middle" font-size="16">${escapeXml(title)}</text>`);
-
-  // Axes, grid and ticks.
-  out.push(`<g class="axes" stroke="#444" fill="none">`);
-  out.push(`<line x1="${left}" y1="${top + ph}" x2="${left + pw}" y2="${top + ph}"/>`);
-  out.push(`<line x1="${left}" y1="${top}" x2="${left}" y2="${top + ph}"/>`);
-  out.push(`</g>`);
-  const yTicks = niceTicks(y0, y1, 8);
-  const yDec = decimalsFor(yTicks);
-  out.push(`<g class="y-ticks" font-size="11">`);
-  for (const v of yTicks) {
-    const y = Y(v);
-    out.push(`<line x1="${left}" y1="${n(y)}" x2="${left + pw}" y2="${n(y)}" stroke="#eee"/>`);
-    out.push(`<text class="y-tick" x="${left - 6}" y="${n(y + 4)}" text-anchor="end" data-value="${v}" data-y="${n(y)}">${v.toFixed(yDec)}</text>`);
-  }
-  out.push(`</g>`);
-  const xTicks = niceTicks(Math.ceil(x0), Math.floor(x1), 10).filter((v) => Number.isInteger(v));
-  out.push(`<g class="x-ticks" font-size="11">`);
-  for (const v of xTicks) {
-    const x = X(v);
-    out.push(`<line x1="${n(x)}" y1="${top + ph}" x2="${n(x)}" y2="${top + ph + 4}" stroke="#444"/>`);
-    out.push(`<text class="x-tick" x="${n(x)}" y="${top + ph + 17}" text-anchor="middle" data-value="${v}" data-x="${n(x)}">${v}</text>`);
-  }
-  out.push(`</g>`);
-  out.push(`<text x="${n(left + pw / 2)}" y="${top + ph + 34}" text-anchor="middle">trial</text>`);
-  out.push(`<text x="16" y="${n(top + ph / 2)}" text-anchor="middle" transform="rotate(-90 16 ${n(top + ph / 2)})">validation bits per byte (lower is better)</text>`);
+  out.push(frame.title(title));
+  out.push(...frame.axes({ xLabel: 'trial', yLabel: 'validation bits per byte (lower is better)', integerX: true, xTicks: 10, yTicks: 8 }));
 
   // The band of best ± margin and the running-best step line.
   if (bestPts.length) {
@@ -189,25 +127,14 @@ export function progressSvg(summary: StudySummary, opts: ProgressSvgOptions = {}
   const counts = new Map<string, number>();
   for (const r of unscored) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
   const offScale = scored.filter((r) => r.val_bpb! > y1).length;
-  const legend: Array<[string, string]> = [
-    ['dot-grey', `scored (${scored.length}${offScale ? `, ${offScale} off the scale` : ''})`],
-    ['dot-green', `kept (${scored.filter((r) => r.kept === true).length})`],
-    ['line', `best${margin > 0 ? ` ± margin ${margin.toFixed(4)}` : ''}`],
+  const legend: Array<{ mark: LegendMark; label: string }> = [
+    { mark: { kind: 'dot', color: '#999', r: 3 }, label: `scored (${scored.length}${offScale ? `, ${offScale} off the scale` : ''})` },
+    { mark: { kind: 'dot', color: '#2ca02c', r: 5 }, label: `kept (${scored.filter((r) => r.kept === true).length})` },
+    { mark: { kind: 'line', color: '#2ca02c' }, label: `best${margin > 0 ? ` ± margin ${margin.toFixed(4)}` : ''}` },
   ];
-  if (unscored.length) legend.push(['cross', [...counts].map(([k, v]) => `${k} ${v}`).join(', ')]);
-  if (running.length) legend.push(['none', `running/interrupted ${running.length}`]);
-  out.push(`<g class="legend" font-size="11">`);
-  let lx = left;
-  const ly = H - 18;
-  for (const [mark, label] of legend) {
-    if (mark === 'dot-grey') out.push(`<circle cx="${lx + 5}" cy="${ly - 4}" r="3" fill="#999"/>`);
-    else if (mark === 'dot-green') out.push(`<circle cx="${lx + 5}" cy="${ly - 4}" r="5" fill="#2ca02c"/>`);
-    else if (mark === 'line') out.push(`<line x1="${lx}" y1="${ly - 4}" x2="${lx + 12}" y2="${ly - 4}" stroke="#2ca02c" stroke-width="2"/>`);
-    else if (mark === 'cross') out.push(`<path d="M${lx + 2},${ly - 7}L${lx + 8},${ly - 1}M${lx + 2},${ly - 1}L${lx + 8},${ly - 7}" stroke="#d62728" stroke-width="1.5"/>`);
-    out.push(`<text x="${lx + 16}" y="${ly}">${escapeXml(label)}</text>`);
-    lx += 16 + label.length * 6.5 + 18;
-  }
-  out.push(`</g>`);
+  if (unscored.length) legend.push({ mark: { kind: 'cross', color: '#d62728' }, label: [...counts].map(([k, v]) => `${k} ${v}`).join(', ') });
+  if (running.length) legend.push({ mark: { kind: 'none' }, label: `running/interrupted ${running.length}` });
+  out.push(...legendSvg(frame, legend));
   out.push(`</svg>`);
   return out.join('\n') + '\n';
 }

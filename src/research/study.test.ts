@@ -1,7 +1,6 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
@@ -12,6 +11,7 @@ import { runStudy, trialDir, trialTimeoutSeconds, type StudyOptions } from './st
 import { estimateTrialMemoryMb } from './memory.js';
 import { runTrial, trialConfig } from './trial.js';
 import type { JournalEvent, PlanEntry, RungPoint } from './types.js';
+import { useTempCache } from '../util/testing.js';
 
 // The research loop end to end, with real trial processes on a tiny model (wasm, one thread:
 // deterministic, so a killed and resumed study must record what an uninterrupted one does).
@@ -20,19 +20,7 @@ const BIN = path.join(packageRoot(), 'bin', 'pocketlm.js');
 const DATA = path.join(tinystoriesSampleDir(), 'valid-00.txt');
 
 let work = '';
-let savedCache: string | undefined;
-
-before(() => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'pocketlm-research-'));
-  savedCache = process.env.POCKETLM_CACHE;
-  process.env.POCKETLM_CACHE = path.join(work, 'cache');
-});
-
-after(() => {
-  if (savedCache === undefined) delete process.env.POCKETLM_CACHE;
-  else process.env.POCKETLM_CACHE = savedCache;
-  fs.rmSync(work, { recursive: true, force: true });
-});
+useTempCache('pocketlm-research-', (dir) => { work = dir; });
 
 const BASE_SET = [
   // the smallest model inside the search space (a base outside it cannot start a search)

@@ -123,6 +123,21 @@ function ownerState(o: LockOwner): 'alive' | 'dead' | 'elsewhere' {
   }
 }
 
+/**
+ * The process holding the lock of `dir` when it is alive (or on another host, where its pid
+ * cannot be checked); null when the folder is unlocked, its lock is torn, or its owner is dead.
+ * For readers that only report (status, dashboard): nothing is changed.
+ */
+export function lockHolder(dir: string): LockOwner | null {
+  let o: LockOwner | null;
+  try {
+    o = readLockOwner(lockFilePath(dir));
+  } catch {
+    return null; // unreadable lock: report it as not running rather than fail a listing
+  }
+  return o && ownerState(o) !== 'dead' ? o : null;
+}
+
 /** Creates the lock file exclusively with its full text; false when it already exists. */
 function tryCreate(file: string, text: string): boolean {
   let fd: number;

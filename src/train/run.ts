@@ -9,6 +9,8 @@ import { acquireRunLock, type RunLock } from './lock.js';
  *   <run>/config.toml          the resolved RunConfig the run was started with (complete, loadable with --config)
  *   <run>/tokenizer.json       a copy of the dataset's tokenizer (so `sample` works without the dataset)
  *   <run>/log.jsonl            one JSON record per optimizer step (see log.ts)
+ *   <run>/samples.jsonl        the samples written at each evaluation (see samples.ts)
+ *   <run>/baselines.json       the n-gram baselines of the run's validation split, written at the start (for the report and the dashboard)
  *   <run>/checkpoint.json      the manifest of the latest good checkpoint: the commit point
  *   <run>/ckpt-000120/model.safetensors   weights, named as the model's tensors (eval weights for Schedule-Free)
  *   <run>/ckpt-000120/optim.safetensors   optimizer state (and the training weights when they differ)
@@ -27,6 +29,8 @@ export interface RunPaths {
   config: string;
   tokenizer: string;
   log: string;
+  samples: string;
+  baselines: string;
   manifest: string;
 }
 
@@ -36,6 +40,8 @@ export function runPaths(dir: string): RunPaths {
     config: path.join(dir, 'config.toml'),
     tokenizer: path.join(dir, 'tokenizer.json'),
     log: path.join(dir, 'log.jsonl'),
+    samples: path.join(dir, 'samples.jsonl'),
+    baselines: path.join(dir, 'baselines.json'),
     manifest: path.join(dir, 'checkpoint.json'),
   };
 }

@@ -13,6 +13,7 @@ import { UserError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/atomic.js';
 import { hasOptimizerState, loadCheckpoint, type CheckpointManifest } from './checkpoint.js';
 import { truncateLog } from './log.js';
+import { truncateSamples } from './samples.js';
 import { claimRunFolder, removeOrphanCheckpoints, runPaths, type RunPaths } from './run.js';
 import { SeededRng } from './rng.js';
 import { stringifyConfig, type RunConfig } from './config.js';
@@ -149,11 +150,13 @@ async function openClaimedSession(req: SessionRequest, onPrepare: (ev: PreparePr
       loader.restore(m.loader as LoaderState);
       rng.restore(m.rng);
       truncateLog(paths.log, m.step);
+      truncateSamples(paths.samples, m.step);
       // The checkpoint it names is verified and restored: other ckpt folders are leftovers of killed saves.
       removeOrphanCheckpoints(req.runDir, m.folder);
     } else {
       model.init(train.seed);
       truncateLog(paths.log, 0);
+      truncateSamples(paths.samples, 0);
     }
     // A run that fell back on the bundled TinyStories sample (no network) says so in its config,
     // so --resume reads the same data instead of trying the download again.

@@ -10,6 +10,8 @@ import {
   hasOptimizerState,
 } from './checkpoint.js';
 import { meanLoss, sampleTokens } from './evaluate.js';
+import { writeFileAtomicSync } from '../util/atomic.js';
+import { appendSamples } from './samples.js';
 import { LogWriter, type BudgetEvent, type LogRecord, type RollbackEvent } from './log.js';
 import { LossAverage, TrainSnapshot } from './recovery.js';
 import { lrForRun, stepBudget, type StepBudget } from './schedule.js';
@@ -257,6 +259,10 @@ export async function train(req: TrainRequest, onEvent: (ev: TrainEvent) => void
       tokensPerStep, resumedFromStep: s.resumedFrom?.step ?? null,
       importedFrom: s.resumedFrom?.imported && !hasOptimizerState(s.resumedFrom) ? s.resumedFrom.imported.from : null,
     });
+    // Computed (or read from the dataset's cache) before the first step and kept in the run
+    // folder, so a dashboard in another process can draw them while the run goes on.
+    const baselines = await computeBaselines(s.dataset.dir);
+    writeFileAtomicSync(s.paths.baselines, JSON.stringify(baselines, null, 2) + '\n');
 
     const startWall = performance.now();
     const elapsed = (): number => s.elapsedSeconds + (performance.now() - startWall) / 1000;
@@ -384,7 +390,11 @@ export async function train(req: TrainRequest, onEvent: (ev: TrainEvent) => void
       onEvent({ type: 'step', record, etaSeconds: eta(s.step, elapsed(), avgStepSeconds, tc, run.budget) });
       if (val) onEvent({ type: 'eval', record, best: improved });
       const samplesNow = tc.sample_every > 0 ? s.step % tc.sample_every === 0 : val !== null;
-      if (samplesNow && tc.sample_tokens > 0) onEvent({ type: 'samples', step: s.step, samples: sampleLines(s, 2) });
+      if (samplesNow && tc.sample_tokens > 0) {
+        const samples = sampleLines(s, 2);
+        appendSamples(s.paths.samples, { step: s.step, elapsed: elapsed(), samples });
+        onEvent({ type: 'samples', step: s.step, samples });
+      }
 
       await yieldToEvents();
       if (stopReason === null && shouldStop()) stopReason = 'signal';
@@ -413,13 +423,12 @@ export async function train(req: TrainRequest, onEvent: (ev: TrainEvent) => void
       lastVal = validate(s);
       keepIfBest(lastVal);
     }
-    const baselines = stopReason === 'signal' ? null : await computeBaselines(s.dataset.dir);
     return {
       runDir: s.paths.dir, step: s.step, tokens: s.tokens, elapsedSeconds: elapsed(), stopReason,
       valLoss: stopReason === 'signal' ? null : lastVal!.loss,
       valBpb: stopReason === 'signal' ? null : lastVal!.bpb,
       best, stepBudget: tc.time_seconds > 0 ? run.budget : null, rollbacks: run.rollbacks, lrScale: run.lrScale,
-      baselines,
+      baselines: stopReason === 'signal' ? null : baselines,
     };
   } finally {
     log.close();
