@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig, stringifyConfig } from '../train/config.js';
-import { foldJournal, nextAction } from './study.js';
+import { foldJournal, nextAction, unionLength } from './study.js';
 import { JournalBuilder } from './testing.js';
 import type { JournalEvent } from './types.js';
 
@@ -71,6 +71,24 @@ test('candidates start beside others; each is confirmed and decided as its own r
   b.start(6, 'final', {}, { confirms: 4 });
   assert.deepEqual(act(b, [6]), { do: 'wait' }, 'the end waits for the final run');
   b.end(6, 'ok', 1.41);
+  assert.equal(act(b).do, 'end');
+});
+
+test('--hours counts wall time while trials run, not the trials\' summed seconds (4 workers do not stop a study 4x early)', () => {
+  assert.equal(unionLength([[0, 4], [1, 5], [2, 6], [3, 7], [9, 10], [9.5, 9.6]]), 8);
+  assert.equal(unionLength([]), 0);
+  const b = builder().trial(1, 'noise', {}, 'ok', 1.5).trial(2, 'noise', {}, 'ok', 1.51).noise([1.5, 1.51], 0.02);
+  (b.events[0] as Extract<JournalEvent, { type: 'study' }>).max_trials = null;
+  // the builder's clock moves 1 minute per event: trials 1 and 2 ran 1 minute each
+  // 4 candidates side by side: started at minutes 0-3 after the noise, ended at 4-7, each 4 minutes long
+  b.start(3, 'lr_search').start(4, 'lr_search').start(5, 'lr_search').start(6, 'lr_search');
+  for (const id of [3, 4, 5, 6]) b.end(id, 'ok', 1.6, { seconds: 240 });
+  const st = foldJournal(b.events.map((e) => (e.type === 'trial_start' ? { ...e, config: (b.events[0] as Extract<JournalEvent, { type: 'study' }>).base_config } : e)));
+  assert.equal(st.seconds, 2 * 60 + 7 * 60, 'two 1-minute noise runs, then 7 minutes with some candidate running');
+  (b.events[0] as Extract<JournalEvent, { type: 'study' }>).hours = 10 / 60;
+  for (const id of [3, 4, 5, 6]) b.decision(id, false, 1.6, 1.505, 0.02);
+  assert.equal(act(b).do, 'propose', '9 minutes of wall time is under the 10-minute budget (the summed 18 minutes are not)');
+  (b.events[0] as Extract<JournalEvent, { type: 'study' }>).hours = 8 / 60;
   assert.equal(act(b).do, 'end');
 });
 

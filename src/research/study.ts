@@ -102,8 +102,30 @@ export interface StudyState {
   best: { config: string; bpb: number | null; id: number | null };
   rng: number[] | null;
   ended: string | null;
-  /** Seconds the study's trials have taken so far (the --hours budget counts them). */
+  /**
+   * Wall-clock seconds during which at least one trial of the study was running (the --hours
+   * budget counts them): the union of the finished trials' [start, end] intervals. With one trial
+   * at a time this is their summed duration; with N workers in parallel it is the elapsed time,
+   * not N times it; time when nothing ran (the study stopped, then resumed) does not count.
+   */
   seconds: number;
+}
+
+/** Length of the union of [start, end] intervals, in the intervals' unit. */
+export function unionLength(intervals: readonly (readonly [number, number])[]): number {
+  const sorted = intervals.filter(([a, b]) => b > a).slice().sort((x, y) => x[0] - y[0]);
+  let total = 0;
+  let curStart = -Infinity;
+  let curEnd = -Infinity;
+  for (const [a, b] of sorted) {
+    if (a > curEnd) {
+      if (curEnd > curStart) total += curEnd - curStart;
+      curStart = a;
+      curEnd = b;
+    } else if (b > curEnd) curEnd = b;
+  }
+  if (curEnd > curStart) total += curEnd - curStart;
+  return total;
 }
 
 export function foldJournal(events: JournalEvent[]): StudyState {
@@ -113,6 +135,7 @@ export function foldJournal(events: JournalEvent[]): StudyState {
     header, trials: [], noise: null, decisions: new Map(), best: { config: header.base_config, bpb: null, id: null }, rng: null, ended: null, seconds: 0,
   };
   const byId = new Map<number, TrialState>();
+  const busy: [number, number][] = [];
   for (const ev of events.slice(1)) {
     switch (ev.type) {
       case 'trial_start': {
@@ -128,7 +151,14 @@ export function foldJournal(events: JournalEvent[]): StudyState {
       case 'rung': byId.get(ev.id)?.rungs.push(ev.point); break;
       case 'trial_end': {
         const t = byId.get(ev.id);
-        if (t) { t.end = ev.result; st.seconds += ev.result.seconds; }
+        if (t) {
+          t.end = ev.result;
+          const start = Date.parse(t.start.time);
+          const end = Date.parse(ev.time);
+          // a journal edited by hand may lack sane times: the trial's own measured seconds then
+          if (Number.isFinite(start) && Number.isFinite(end) && end >= start) busy.push([start / 1000, end / 1000]);
+          else st.seconds += ev.result.seconds;
+        }
         break;
       }
       case 'noise':
@@ -147,6 +177,7 @@ export function foldJournal(events: JournalEvent[]): StudyState {
       default: break;
     }
   }
+  st.seconds += unionLength(busy);
   return st;
 }
 
