@@ -138,7 +138,7 @@ export function registerResearch(program: Command): void {
     .option('--val <paths...>', 'validation files (trials are scored on their first --score-kb)')
     .option('--out <dir>', 'study folder (default research/<preset>-<timestamp>)')
     .option('--resume', 'continue the study in --out')
-    .option('--hours <h>', 'stop proposing after this many hours of trials (default 8 unless --trials)')
+    .option('--hours <h>', 'stop proposing after this many hours (wall time while trials run, however many workers) (default 8 unless --trials)')
     .option('--trials <n>', 'stop after this many proposed trials')
     .option('--budget-tokens <n>', `tokens each trial trains on (default ${DEFAULT_BUDGET_TOKENS.toLocaleString('en-US')})`)
     .option('--budget-steps <n>', 'optimizer steps per trial instead')
@@ -254,7 +254,9 @@ export function registerResearch(program: Command): void {
     .option('--threads <n>', 'kernel threads per trial (0 = one per core)', '0')
     .option('--out <dir>', 'the worker\'s folder (score text, trial folders; default in the cache)')
     .option('--trials <n>', 'stop after this many trials')
-    .action(async (wf: { storage: string; study: string; threads: string; out?: string; trials?: string }) => {
+    .option('--min-battery <percent>', 'pause below this battery level unless charging (0 = never)', '20')
+    .option('--max-temperature <c>', 'cool down above this temperature in degrees C (0 = never)', '45')
+    .action(async (wf: { storage: string; study: string; threads: string; out?: string; trials?: string; minBattery: string; maxTemperature: string }) => {
       if (!isRedisUrl(wf.storage)) throw new UserError(`--storage: a worker needs a redis:// URL (got ${JSON.stringify(wf.storage.slice(0, 40))})`);
       const target = redisTarget(wf.storage, wf.study);
       const threads = intFlag('--threads', wf.threads, 0, MAX_THREADS);
@@ -270,7 +272,8 @@ export function registerResearch(program: Command): void {
       try {
         console.log(`worker for the study "${target.study}" on ${redactUrl(target.url)} (folder ${dir})`);
         const r = await runWorker({ target, threads, dir, say: (l) => console.log(l), shouldStop: () => stop,
-          maxTrials: wf.trials !== undefined ? intFlag('--trials', wf.trials, 1) : null });
+          maxTrials: wf.trials !== undefined ? intFlag('--trials', wf.trials, 1) : null,
+          guard: { minBatteryPercent: intFlag('--min-battery', wf.minBattery, 0, 100), maxTemperatureC: intFlag('--max-temperature', wf.maxTemperature, 0, 150) } });
         console.log(`worker done: ${r.done} trials`);
       } finally {
         process.off('SIGINT', onSignal);
@@ -290,7 +293,7 @@ export function registerResearch(program: Command): void {
         const workers = await store.liveWorkers(WORKER_TTL_MS);
         const queued = await store.queueLength();
         const listed = workers.sort((a, b) => a.id.localeCompare(b.id)).map((w) =>
-          `  ${w.id}  host ${w.host}  threads ${w.threads || 'default'}  ${w.trial !== null ? `trial ${w.trial}` : 'idle'}  ${w.done} done  heartbeat ${((Date.now() - w.heartbeat) / 1000).toFixed(1)} s ago`);
+          `  ${w.id}  host ${w.host}  threads ${w.threads || 'default'}  ${w.trial !== null ? `trial ${w.trial}` : w.paused ? `paused (${w.paused})` : 'idle'}  ${w.done} done  heartbeat ${((Date.now() - w.heartbeat) / 1000).toFixed(1)} s ago`);
         const count = `${workers.length} live worker${workers.length === 1 ? '' : 's'}`;
         // workers may wait for a study that is being prepared (or that Redis lost): still list them
         if (events.length === 0) return [`study "${target.study}": not in Redis (not published yet, or lost and not yet published again)`, count, ...listed];

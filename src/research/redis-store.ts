@@ -269,11 +269,9 @@ export class StudyStore {
     for (const id of ids) {
       const raw = await this.redis.get(this.keys.worker(id));
       if (!raw) continue;
-      try {
-        out.push(JSON.parse(raw) as WorkerInfo);
-      } catch {
-        // a worker key that is not ours: not a worker
-      }
+      const info = parseWorkerInfo(raw);
+      // a worker key that is not ours (or not one a worker wrote): not a worker
+      if (info) out.push(info);
     }
     return out;
   }
@@ -297,6 +295,30 @@ export interface WorkerInfo {
   /** ms since the epoch (the worker's clock) of this heartbeat. */
   heartbeat: number;
   done: number;
+  /** Why the worker's device guard holds it back (battery, heat), or null. */
+  paused?: string | null;
+}
+
+/** A worker's heartbeat record read back from Redis, checked field by field (null if it is not one). */
+export function parseWorkerInfo(raw: string): WorkerInfo | null {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(raw) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  if (typeof o !== 'object' || o === null) return null;
+  const str = (v: unknown) => (typeof v === 'string' ? v.replace(/[^\x20-\x7e]/g, '?').slice(0, 200) : null);
+  const int = (v: unknown) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : null);
+  const id = str(o.id);
+  const host = str(o.host);
+  const pid = int(o.pid);
+  const threads = int(o.threads);
+  const heartbeat = int(o.heartbeat);
+  const done = int(o.done);
+  const trial = o.trial === null ? null : int(o.trial);
+  if (id === null || host === null || pid === null || threads === null || heartbeat === null || done === null || (o.trial !== null && trial === null)) return null;
+  return { id, host, pid, threads, trial, heartbeat, done, paused: str(o.paused) };
 }
 
 /** A trial as a worker took it from the queue (strings: nothing in it is trusted yet). */

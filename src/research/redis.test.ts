@@ -9,7 +9,9 @@ import { Redis } from 'ioredis';
 import { packageRoot, tinystoriesSampleDir } from '../util/paths.js';
 import { loadConfig, stringifyConfig } from '../train/config.js';
 import { readJournal } from './journal.js';
-import { datasetHashes, redactUrl, studyKeys } from './redis-store.js';
+import { datasetHashes, parseWorkerInfo, redactUrl, studyKeys } from './redis-store.js';
+import { runWorker } from './worker.js';
+import type { DeviceHealth } from '../util/device.js';
 import type { JournalEvent } from './types.js';
 
 // A study shared through a real redis-server (started here on a free loopback port, with no
@@ -112,8 +114,9 @@ function proposerArgs(name: string, url: string, plan: string[], data = DATA, ex
     '--out', path.join(work, name), '--storage', url, '--study', name, '--lease-seconds', '2', ...extra];
 }
 
+// the device guard off: a hot CI machine must not pause these workers (its own test below)
 const workerArgs = (name: string, url: string, id: string): string[] =>
-  ['research', 'worker', '--storage', url, '--study', name, '--threads', '1', '--out', path.join(work, `${name}-worker-${id}`)];
+  ['research', 'worker', '--storage', url, '--study', name, '--threads', '1', '--out', path.join(work, `${name}-worker-${id}`), '--min-battery', '0', '--max-temperature', '0'];
 
 const ofType = <T extends JournalEvent['type']>(events: JournalEvent[], type: T) => events.filter((e): e is Extract<JournalEvent, { type: T }> => e.type === type);
 
@@ -293,6 +296,42 @@ test('a worker whose data differs from the study\'s is refused in one line namin
   assert.equal(lines.length, 1, w.out());
   assert.match(lines[0]!, /^pocketlm: refused to join the study "mismatch": train token file differs: the study has sha256 [0-9a-f]{64}, this worker prepared [0-9a-f]{64}$/);
   assert.equal(await r.llen(studyKeys(name).leases), 0, 'it took no trial');
+  proposer.child.kill('SIGKILL');
+  r.disconnect();
+  redis.kill('SIGKILL');
+});
+
+test('a worker on a phone with a low battery, not charging, takes no trial until it charges; hostile heartbeat records are not workers', async () => {
+  const port = await freePort();
+  const redis = await startRedis(port);
+  const url = `redis://127.0.0.1:${port}/0`;
+  const name = 'battery';
+  const proposer = cli(proposerArgs(name, url, ['"optim.lr" = 0.003']), { POCKETLM_CACHE: path.join(work, 'cache') });
+  const r = client(url);
+  await until('the study to be published', async () => (await r.exists(studyKeys(name).meta)) === 1);
+  const phone = (charging: boolean): DeviceHealth => ({ freeMemoryMb: 4000, availableMemoryMb: 4000, batteryPercent: 12, charging, batterySource: 'sysfs', temperatureC: 31, temperatureSource: 'battery' });
+  let readings = 0;
+  const leasesWhilePaused: number[] = [];
+  const said: string[] = [];
+  const done = await runWorker({
+    target: { url, study: name }, threads: 1, dir: path.join(work, 'battery-worker'), say: (l) => said.push(l), shouldStop: () => false, maxTrials: 1,
+    guard: { minBatteryPercent: 20, maxTemperatureC: 45 }, guardWaitSeconds: 0.3,
+    readHealth: async () => {
+      readings++;
+      if (readings > 1) leasesWhilePaused.push(await r.zcard(studyKeys(name).leases));
+      return phone(readings > 3); // plugged in after the third reading
+    },
+  });
+  assert.equal(done.done, 1, said.join('\n'));
+  assert.equal(said.filter((l) => l === 'paused: battery 12% is below 20% and not charging: waiting for a charger').length, 3, said.join('\n'));
+  assert.deepEqual(leasesWhilePaused.slice(0, 2), [0, 0], 'no trial taken while paused');
+  assert.match(said.join('\n'), /^trial 1: ok /m);
+  // heartbeat records are read back as untrusted: wrong types or extra junk are not workers
+  assert.equal(parseWorkerInfo('{"id":"x","host":"h","pid":"1","threads":1,"trial":null,"heartbeat":1,"done":0}'), null);
+  assert.equal(parseWorkerInfo('[1,2]'), null);
+  assert.equal(parseWorkerInfo('not json'), null);
+  assert.deepEqual(parseWorkerInfo('{"id":"w\\u001b[31m","host":"h","pid":1,"threads":1,"trial":3,"heartbeat":5,"done":2,"paused":"hot"}'),
+    { id: 'w?[31m', host: 'h', pid: 1, threads: 1, trial: 3, heartbeat: 5, done: 2, paused: 'hot' });
   proposer.child.kill('SIGKILL');
   r.disconnect();
   redis.kill('SIGKILL');

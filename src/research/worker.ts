@@ -9,6 +9,7 @@ import { parseConfigText } from './study.js';
 import { runTrial, trialConfig } from './trial.js';
 import { connectRedis, dataMismatch, datasetHashes, sha256, WorkerStore, type DataHashes, type RedisTarget, type TakenTrial, type WorkerInfo } from './redis-store.js';
 import { TRIAL_STATUSES, type Budget, type JournalEvent, type TrialResult } from './types.js';
+import { guardVerdict, readDeviceHealth, type DeviceHealth } from './guard.js';
 
 /**
  * A research worker (`pocketlm research worker --storage redis://... --study NAME`): it joins a
@@ -35,6 +36,16 @@ export interface WorkerOptions {
   /** Stop after this many trials (tests and benchmarks; null = until stopped). */
   maxTrials?: number | null;
   onPrepare?: (p: PrepareProgress) => void;
+  /**
+   * This device's guard, read before taking each trial: an old phone in a drawer waits for a
+   * charger or cools down rather than drain or throttle (0 = never). Memory is the study's
+   * concern (its estimate); a trial that runs out of memory here is recorded as a crash.
+   */
+  guard?: { minBatteryPercent: number; maxTemperatureC: number };
+  /** The device reading (tests pass fakes); default readDeviceHealth(). */
+  readHealth?: () => Promise<DeviceHealth>;
+  /** Seconds between readings while the guard holds the worker back (default: the guard's own). */
+  guardWaitSeconds?: number;
 }
 
 /** The study as a worker needs it, checked. */
@@ -138,6 +149,23 @@ export async function runWorker(o: WorkerOptions): Promise<{ done: number }> {
         study = await joinStudy(meta, o);
         leaseMs = study.leaseMs;
         o.say(`joined the study "${o.target.study}" as ${id} (data sha256 train ${study.data.train.slice(0, 12)}..., ${o.threads || 'default'} threads)`);
+      }
+      // the device first: a trial is taken only when this device is fit to run it
+      if (o.guard && (o.guard.minBatteryPercent > 0 || o.guard.maxTemperatureC > 0)) {
+        const health = await (o.readHealth ?? readDeviceHealth)();
+        const v = guardVerdict(health, {
+          minFreeMemoryMb: 0,
+          minBatteryPercent: o.guard.minBatteryPercent,
+          maxTemperatureC: o.guard.maxTemperatureC > 0 ? o.guard.maxTemperatureC : Infinity,
+        });
+        if (!v.ok) {
+          info.paused = v.reason;
+          o.say(`paused: ${v.reason}`);
+          const until = Date.now() + 1000 * (o.guardWaitSeconds ?? v.waitSeconds);
+          while (Date.now() < until && !o.shouldStop()) await sleep(200);
+          continue;
+        }
+        info.paused = null;
       }
       const taken = await store.take(leaseMs);
       if (!taken) {
