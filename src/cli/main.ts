@@ -27,6 +27,8 @@ program
   .name('pocketlm')
   .description('Train small language models from scratch on a CPU')
   .showHelpAfterError('(run with --help for usage)')
+  // options belong to the command they follow (research and its worker/status both take --storage)
+  .enablePositionalOptions()
   .exitOverride();
 
 registerTrain(program);

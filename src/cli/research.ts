@@ -7,6 +7,10 @@ import { BACKENDS, type RunConfig } from '../train/config.js';
 import { configName, loadConfigFrom } from '../train/request.js';
 import { UserError } from '../util/errors.js';
 import { readJournal } from '../research/journal.js';
+import { connectRedis, isRedisUrl, redactUrl, redisTarget, StudyStore } from '../research/redis-store.js';
+import { runRedisStudy, WORKER_TTL_MS } from '../research/redis-study.js';
+import { runWorker } from '../research/worker.js';
+import { cacheDir } from '../util/paths.js';
 import { runStudy, writeDerivedFiles, studyPaths, type StudyEvent } from '../research/study.js';
 import { applyChanges } from '../research/space.js';
 import { summarize } from '../research/summary.js';
@@ -41,6 +45,9 @@ interface ResearchFlags {
   minBattery?: string;
   maxTemperature?: string;
   scoreKb?: string;
+  storage?: string;
+  study?: string;
+  leaseSeconds?: string;
 }
 
 const collect = (v: string, acc: string[]): string[] => [...acc, v];
@@ -120,6 +127,8 @@ function describe(ev: StudyEvent): string | null {
 export function registerResearch(program: Command): void {
   const cmd = program
     .command('research')
+    // its options belong before its subcommands (worker, status and report have their own --storage)
+    .enablePositionalOptions()
     .description('search for better settings: mutate, train a short trial, score, keep only what beats the noise (report DIR: the table and progress.svg)')
     .option('--preset <name>', 'base preset (tiny, seed-small, default, phone)')
     .option('--config <file>', 'base TOML config')
@@ -129,7 +138,7 @@ export function registerResearch(program: Command): void {
     .option('--val <paths...>', 'validation files (trials are scored on their first --score-kb)')
     .option('--out <dir>', 'study folder (default research/<preset>-<timestamp>)')
     .option('--resume', 'continue the study in --out')
-    .option('--hours <h>', 'stop proposing after this many hours of trials (default 8 unless --trials)')
+    .option('--hours <h>', 'stop proposing after this many hours (wall time while trials run, however many workers) (default 8 unless --trials)')
     .option('--trials <n>', 'stop after this many proposed trials')
     .option('--budget-tokens <n>', `tokens each trial trains on (default ${DEFAULT_BUDGET_TOKENS.toLocaleString('en-US')})`)
     .option('--budget-steps <n>', 'optimizer steps per trial instead')
@@ -147,8 +156,17 @@ export function registerResearch(program: Command): void {
     .option('--min-battery <percent>', 'pause below this battery level unless charging (0 = never)', '20')
     .option('--max-temperature <c>', 'cool down above this temperature in degrees C (0 = never)', '45')
     .option('--score-kb <n>', 'KB of validation text every trial is scored on', '200')
+    .option('--storage <dir|url>', 'the study folder (as --out), or redis://[user:password@]host:port/db to share the study with workers (the journal stays in --out)')
+    .option('--study <name>', 'the study\'s name in Redis (with --storage redis://...)')
+    .option('--lease-seconds <s>', 'with Redis: a worker silent this long loses its trial to another', '30')
     .action(async (f: ResearchFlags) => {
       if (f.hours !== undefined && f.trials !== undefined) throw new UserError('give --hours or --trials, not both');
+      const redis = f.storage !== undefined && isRedisUrl(f.storage) ? redisTarget(f.storage, f.study) : null;
+      if (f.storage !== undefined && !redis) {
+        if (f.out !== undefined && path.resolve(f.out) !== path.resolve(f.storage)) throw new UserError('--storage DIR and --out name different folders; give one');
+        f.out = f.storage;
+      }
+      if (redis && !f.out) throw new UserError('--storage redis://... needs --out DIR too: the study\'s journal stays on this machine');
       if (f.resume && !f.out) throw new UserError('--resume needs --out DIR (the study folder)');
       const name = configName(f, 'seed-small');
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
@@ -168,7 +186,7 @@ export function registerResearch(program: Command): void {
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
         try {
-          return await runStudy({
+          const studyOptions: Parameters<typeof runStudy>[0] = {
             dir, resume: !!f.resume, base, baseName: name, budget: budgetFrom(f),
             // --resume with --hours or --trials: the study goes on under the new limit
             limits: f.resume && (f.hours !== undefined || f.trials !== undefined)
@@ -186,7 +204,14 @@ export function registerResearch(program: Command): void {
               max_temperature_c: numberFlag('--max-temperature', f.maxTemperature ?? '45', (n) => n >= 0 && n < 150, 'degrees C in [0, 150)'),
             },
             scoreBytes: intFlag('--score-kb', f.scoreKb ?? '200', 1, 1 << 20) * 1000,
-          }, (ev) => { const line = describe(ev); if (line) console.log(line); }, () => stop);
+          };
+          const print = (ev: StudyEvent) => { const line = describe(ev); if (line) console.log(line); };
+          if (redis) {
+            const leaseSeconds = numberFlag('--lease-seconds', f.leaseSeconds ?? '30', (n) => n >= 1 && n <= 3600, 'seconds in [1, 3600]');
+            console.log(`sharing the study as "${redis.study}" on ${redactUrl(redis.url)}: start workers with pocketlm research worker --storage URL --study ${redis.study}`);
+            return await runRedisStudy(studyOptions, { target: redis, leaseSeconds, say: (l) => console.log(l) }, print, () => stop);
+          }
+          return await runStudy(studyOptions, print, () => stop);
         } finally {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
@@ -199,14 +224,96 @@ export function registerResearch(program: Command): void {
     });
 
   cmd
-    .command('report <dir>')
-    .description('print the study table and write results.tsv, best.toml and progress.svg from its journal')
-    .action((dir: string) => {
-      const abs = path.resolve(dir);
+    .command('report [dir]')
+    .description('print the study table and write results.tsv, best.toml and progress.svg from its journal (or, with --storage redis://... --study NAME, print it from the Redis mirror)')
+    .option('--storage <url>', 'redis://... : read the journal Redis mirrors')
+    .option('--study <name>', 'the study\'s name in Redis')
+    .action(async (dir: string | undefined, rf: { storage?: string; study?: string }) => {
+      if (rf.storage !== undefined && isRedisUrl(rf.storage)) {
+        const target = redisTarget(rf.storage, rf.study);
+        const events = await withStore(target, (store) => store.mirroredJournal());
+        if (events.length === 0) throw new UserError(`Redis holds no study "${target.study}" on ${redactUrl(target.url)}`);
+        for (const l of studyReportLines(summarize(events))) console.log(l);
+        return;
+      }
+      const folder = dir ?? rf.storage;
+      if (!folder) throw new UserError('research report: give the study folder (or --storage redis://... --study NAME)');
+      const abs = path.resolve(folder);
       const { events } = readJournal(abs);
       writeDerivedFiles(abs, events);
       for (const l of studyReportLines(summarize(events))) console.log(l);
       const p = studyPaths(abs);
       console.log(`results: ${p.results}\nchart: ${p.progress}`);
     });
+
+  cmd
+    .command('worker')
+    .description('work on a study shared through Redis: prepare its data, then take trials, train them and send back their results')
+    .requiredOption('--storage <url>', 'redis://[user:password@]host:port/db')
+    .requiredOption('--study <name>', 'the study\'s name in Redis')
+    .option('--threads <n>', 'kernel threads per trial (0 = one per core)', '0')
+    .option('--out <dir>', 'the worker\'s folder (score text, trial folders; default in the cache)')
+    .option('--trials <n>', 'stop after this many trials')
+    .option('--min-battery <percent>', 'pause below this battery level unless charging (0 = never)', '20')
+    .option('--max-temperature <c>', 'cool down above this temperature in degrees C (0 = never)', '45')
+    .action(async (wf: { storage: string; study: string; threads: string; out?: string; trials?: string; minBattery: string; maxTemperature: string }) => {
+      if (!isRedisUrl(wf.storage)) throw new UserError(`--storage: a worker needs a redis:// URL (got ${JSON.stringify(wf.storage.slice(0, 40))})`);
+      const target = redisTarget(wf.storage, wf.study);
+      const threads = intFlag('--threads', wf.threads, 0, MAX_THREADS);
+      const dir = path.resolve(wf.out ?? path.join(cacheDir(), 'research-workers', `${target.study}-${os.hostname()}-${process.pid}`));
+      let stop = false;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (stop) process.exit(128 + (os.constants.signals[sig] ?? 2));
+        stop = true;
+        console.log(`${sig}: finishing the trial in progress, then leaving the study (press again to quit at once)`);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        console.log(`worker for the study "${target.study}" on ${redactUrl(target.url)} (folder ${dir})`);
+        const r = await runWorker({ target, threads, dir, say: (l) => console.log(l), shouldStop: () => stop,
+          maxTrials: wf.trials !== undefined ? intFlag('--trials', wf.trials, 1) : null,
+          guard: { minBatteryPercent: intFlag('--min-battery', wf.minBattery, 0, 100), maxTemperatureC: intFlag('--max-temperature', wf.maxTemperature, 0, 150) } });
+        console.log(`worker done: ${r.done} trials`);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+
+  cmd
+    .command('status')
+    .description('the workers of a study shared through Redis (host, threads, current trial, last heartbeat) and its progress')
+    .requiredOption('--storage <url>', 'redis://[user:password@]host:port/db')
+    .requiredOption('--study <name>', 'the study\'s name in Redis')
+    .action(async (sf: { storage: string; study: string }) => {
+      const target = redisTarget(sf.storage, sf.study);
+      const lines = await withStore(target, async (store) => {
+        const events = await store.mirroredJournal();
+        const workers = await store.liveWorkers(WORKER_TTL_MS);
+        const queued = await store.queueLength();
+        const listed = workers.sort((a, b) => a.id.localeCompare(b.id)).map((w) =>
+          `  ${w.id}  host ${w.host}  threads ${w.threads || 'default'}  ${w.trial !== null ? `trial ${w.trial}` : w.paused ? `paused (${w.paused})` : 'idle'}  ${w.done} done  heartbeat ${((Date.now() - w.heartbeat) / 1000).toFixed(1)} s ago`);
+        const count = `${workers.length} live worker${workers.length === 1 ? '' : 's'}`;
+        // workers may wait for a study that is being prepared (or that Redis lost): still list them
+        if (events.length === 0) return [`study "${target.study}": not in Redis (not published yet, or lost and not yet published again)`, count, ...listed];
+        const summary = summarize(events);
+        const ended = events.filter((e) => e.type === 'trial_end').length;
+        const started = new Set(events.filter((e) => e.type === 'trial_start').map((e) => (e as { id: number }).id)).size;
+        const end = events.find((e) => e.type === 'end') as { reason: string } | undefined;
+        const out = [`study "${target.study}": ${started} trials started, ${ended} ended, ${queued} queued${end ? `; ended: ${end.reason}` : ''}`];
+        return [...out, count, ...listed, ...studyReportLines(summary)];
+      });
+      for (const l of lines) console.log(l);
+    });
+}
+
+/** Runs `fn` on a connection to the study's keys, then closes it. */
+async function withStore<T>(target: { url: string; study: string }, fn: (store: StudyStore) => Promise<T>): Promise<T> {
+  const redis = connectRedis(target.url, (l) => console.log(l));
+  try {
+    return await fn(new StudyStore(redis, target.study));
+  } finally {
+    redis.disconnect();
+  }
 }

@@ -83,15 +83,17 @@ export interface StudyOutcome {
 
 type StudyHeader = Extract<JournalEvent, { type: 'study' }>;
 
-interface TrialState {
+export interface TrialState {
   id: number;
+  /** How many times this trial has started (1 = once): a result from an older attempt is not this one's. */
+  attempt: number;
   start: Extract<JournalEvent, { type: 'trial_start' }>;
   rungs: RungPoint[];
   end: TrialResult | null;
 }
 
 /** What the journal says so far. */
-interface StudyState {
+export interface StudyState {
   header: StudyHeader;
   trials: TrialState[];
   noise: NoiseEstimate | null;
@@ -100,8 +102,30 @@ interface StudyState {
   best: { config: string; bpb: number | null; id: number | null };
   rng: number[] | null;
   ended: string | null;
-  /** Seconds the study's trials have taken so far (the --hours budget counts them). */
+  /**
+   * Wall-clock seconds during which at least one trial of the study was running (the --hours
+   * budget counts them): the union of the finished trials' [start, end] intervals. With one trial
+   * at a time this is their summed duration; with N workers in parallel it is the elapsed time,
+   * not N times it; time when nothing ran (the study stopped, then resumed) does not count.
+   */
   seconds: number;
+}
+
+/** Length of the union of [start, end] intervals, in the intervals' unit. */
+export function unionLength(intervals: readonly (readonly [number, number])[]): number {
+  const sorted = intervals.filter(([a, b]) => b > a).slice().sort((x, y) => x[0] - y[0]);
+  let total = 0;
+  let curStart = -Infinity;
+  let curEnd = -Infinity;
+  for (const [a, b] of sorted) {
+    if (a > curEnd) {
+      if (curEnd > curStart) total += curEnd - curStart;
+      curStart = a;
+      curEnd = b;
+    } else if (b > curEnd) curEnd = b;
+  }
+  if (curEnd > curStart) total += curEnd - curStart;
+  return total;
 }
 
 export function foldJournal(events: JournalEvent[]): StudyState {
@@ -111,12 +135,13 @@ export function foldJournal(events: JournalEvent[]): StudyState {
     header, trials: [], noise: null, decisions: new Map(), best: { config: header.base_config, bpb: null, id: null }, rng: null, ended: null, seconds: 0,
   };
   const byId = new Map<number, TrialState>();
+  const busy: [number, number][] = [];
   for (const ev of events.slice(1)) {
     switch (ev.type) {
       case 'trial_start': {
         // a trial started again after a kill replaces its interrupted attempt
-        const t: TrialState = { id: ev.id, start: ev, rungs: [], end: null };
         const old = byId.get(ev.id);
+        const t: TrialState = { id: ev.id, attempt: (old?.attempt ?? 0) + 1, start: ev, rungs: [], end: null };
         if (old) st.trials[st.trials.indexOf(old)] = t;
         else st.trials.push(t);
         byId.set(ev.id, t);
@@ -126,7 +151,14 @@ export function foldJournal(events: JournalEvent[]): StudyState {
       case 'rung': byId.get(ev.id)?.rungs.push(ev.point); break;
       case 'trial_end': {
         const t = byId.get(ev.id);
-        if (t) { t.end = ev.result; st.seconds += ev.result.seconds; }
+        if (t) {
+          t.end = ev.result;
+          const start = Date.parse(t.start.time);
+          const end = Date.parse(ev.time);
+          // a journal edited by hand may lack sane times: the trial's own measured seconds then
+          if (Number.isFinite(start) && Number.isFinite(end) && end >= start) busy.push([start / 1000, end / 1000]);
+          else st.seconds += ev.result.seconds;
+        }
         break;
       }
       case 'noise':
@@ -145,6 +177,7 @@ export function foldJournal(events: JournalEvent[]): StudyState {
       default: break;
     }
   }
+  st.seconds += unionLength(busy);
   return st;
 }
 
@@ -159,7 +192,7 @@ export function parseConfigText(text: string, label: string): RunConfig {
   return validateConfig(data, label);
 }
 
-const isCandidate = (k: TrialKind): boolean => (STRATEGIES as readonly string[]).includes(k) || k === 'plan';
+export const isCandidate = (k: TrialKind): boolean => (STRATEGIES as readonly string[]).includes(k) || k === 'plan';
 
 /** The seed of a trial: fresh for each, so that no candidate can win by sharing a lucky seed. */
 function trialSeed(header: StudyHeader, kind: TrialKind, id: number, index: number): number {
@@ -169,25 +202,34 @@ function trialSeed(header: StudyHeader, kind: TrialKind, id: number, index: numb
   return (s + 1_000 + id) >>> 0;
 }
 
-type Action =
+export type Action =
   | { do: 'trial'; id: number; kind: TrialKind; changes: Changes; description: string; config: string; seed: number; confirms: number | null; rng: number[]; index: number }
   | { do: 'noise' }
   | { do: 'decide'; decision: Omit<Extract<JournalEvent, { type: 'decision' }>, 'time' | 'type'> }
   | { do: 'propose' }
-  | { do: 'end'; reason: string };
+  | { do: 'end'; reason: string }
+  /** Nothing can start until a trial in flight ends. */
+  | { do: 'wait' };
 
-/** The one thing to do next, from the journal alone. */
-function nextAction(st: StudyState, elapsedOffset: number): Action {
+/**
+ * The one thing to do next, from the journal alone and the trials in flight (started, not ended,
+ * still running somewhere: a study with several workers). With nothing in flight (a local
+ * study) it never waits, and an unended trial is one that was interrupted. With trials in
+ * flight, noise seeds and new candidates start beside them; a candidate is confirmed and decided
+ * as soon as its own runs end (against the best at that moment); the final seeds wait until
+ * every candidate is decided, and the end until nothing is in flight.
+ */
+export function nextAction(st: StudyState, elapsedOffset: number, inFlight: ReadonlySet<number> = new Set()): Action {
   const h = st.header;
   const nextId = st.trials.reduce((m, t) => Math.max(m, t.id), 0) + 1;
   const rng = st.rng ?? new Rng(h.seed).state();
   // 1. an interrupted trial runs again first, as it was
-  const open = st.trials.find((t) => t.end === null);
+  const open = st.trials.find((t) => t.end === null && !inFlight.has(t.id));
   if (open) {
     const s = open.start;
     return { do: 'trial', id: s.id, kind: s.kind, changes: s.changes, description: s.description, config: s.config, seed: s.seed, confirms: s.confirms, rng: s.rng, index: 0 };
   }
-  if (st.ended !== null) return { do: 'end', reason: st.ended };
+  if (st.ended !== null) return inFlight.size > 0 ? { do: 'wait' } : { do: 'end', reason: st.ended };
   // 2. the noise of the base config
   const noiseTrials = st.trials.filter((t) => t.start.kind === 'noise');
   if (!st.noise) {
@@ -198,14 +240,15 @@ function nextAction(st: StudyState, elapsedOffset: number): Action {
       const cfg = { ...base, train: { ...base.train, seed } };
       return { do: 'trial', id: nextId, kind: 'noise', changes: { 'train.seed': seed }, description: `base config, seed ${seed}`, config: stringifyConfig(cfg), seed, confirms: null, rng, index: i };
     }
-    return { do: 'noise' };
+    return noiseTrials.some((t) => t.end === null) ? { do: 'wait' } : { do: 'noise' };
   }
   const best = st.best.bpb!;
-  // 3. the last candidate: confirm it, decide on it
+  // 3. a candidate that ended: confirm it, decide on it (one at a time in a local study: the last)
   const candidates = st.trials.filter((t) => isCandidate(t.start.kind));
-  const last = candidates[candidates.length - 1];
-  if (last && last.end?.status === 'ok' && !st.decisions.has(last.id)) {
+  for (const last of candidates) {
+    if (last.end?.status !== 'ok' || st.decisions.has(last.id)) continue;
     const confirm = st.trials.find((t) => t.start.kind === 'confirm' && t.start.confirms === last.id);
+    if (confirm && confirm.end === null) continue; // its confirmation is in flight
     if (!confirm) {
       if (firstRunVerdict(last.end.val_bpb!, best, st.noise) === 'discard') {
         return { do: 'decide', decision: { id: last.id, kept: false, candidate_bpb: last.end.val_bpb!, best_bpb: best, margin: st.noise.margin,
@@ -231,6 +274,8 @@ function nextAction(st: StudyState, elapsedOffset: number): Action {
   else if (h.max_trials !== null && proposed >= h.max_trials) stop = `${h.max_trials} trials ran`;
   else if (h.hours !== null && elapsed >= h.hours * 3600) stop = `${h.hours} h of trials ran`;
   if (stop === null) return { do: 'propose' };
+  // every candidate must be decided before the best is final
+  if (st.trials.some((t) => t.end === null && t.start.kind !== 'final')) return { do: 'wait' };
   // 5. then the best config on fresh seeds (when it is not the base)
   const finals = st.trials.filter((t) => t.start.kind === 'final' && t.start.confirms === st.best.id);
   if (st.best.id !== null && finals.length < h.final_seeds) {
@@ -240,6 +285,7 @@ function nextAction(st: StudyState, elapsedOffset: number): Action {
     return { do: 'trial', id: nextId, kind: 'final', changes: { 'train.seed': seed }, description: `best config (trial ${st.best.id}) on fresh seed ${seed}`,
       config: stringifyConfig({ ...cfg, train: { ...cfg.train, seed } }), seed, confirms: st.best.id, rng, index: i };
   }
+  if (inFlight.size > 0) return { do: 'wait' };
   return { do: 'end', reason: stop };
 }
 
@@ -294,7 +340,7 @@ async function scoreDocuments(base: RunConfig, datasetDir: string, valFile: stri
 const SEPARATOR = '\n<|endoftext|>\n';
 
 /** Creates the study folder: checks, data, score text, the journal's first event. */
-async function createStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => void): Promise<StudyHeader> {
+export async function createStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => void): Promise<StudyHeader> {
   const p = studyPaths(o.dir);
   const base = o.base;
   if (!o.plan) {
@@ -354,7 +400,18 @@ function clearTrialDir(dir: string): void {
  * Runs (or resumes) a study to its end. `shouldStop` is polled between trials and while
  * pausing; a trial in flight is finished first (a second signal is the caller's business).
  */
-export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => void, shouldStop: () => boolean): Promise<StudyOutcome> {
+/** An open study: its journal (appending), the events so far, the folder lock. */
+export interface OpenStudy {
+  journal: Journal;
+  events: JournalEvent[];
+  lock: RunLock;
+}
+
+/**
+ * Creates the study folder (or, with `resume`, opens the one there), takes its lock and opens its
+ * journal: the start every study has, local or with workers elsewhere.
+ */
+export async function openStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => void): Promise<OpenStudy> {
   const p = studyPaths(o.dir);
   const exists = fs.existsSync(p.journal);
   if (!o.resume && exists) throw new UserError(`${o.dir} already holds a study; continue it with --resume, or choose another --out`);
@@ -379,6 +436,7 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
   // (under the lock) what a study killed before its journal existed left behind
   if (!exists) for (const n of fs.readdirSync(o.dir)) if (isStudyLeftover(n) && !n.startsWith('lock')) fs.rmSync(path.join(o.dir, n), { recursive: true, force: true });
   let journal: Journal | null = null;
+  let released = false;
   try {
     let events: JournalEvent[];
     if (exists) {
@@ -398,6 +456,7 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
       } catch (e) {
         // refused before its journal existed: leave no folder behind
         lock.release();
+        released = true;
         if (created) fs.rmSync(o.dir, { recursive: true, force: true });
         throw e;
       }
@@ -406,6 +465,17 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
       events = [header];
       onEvent({ type: 'created', dir: o.dir, study: header });
     }
+    return { journal, events, lock };
+  } catch (e) {
+    journal?.close();
+    if (!released) lock.release();
+    throw e;
+  }
+}
+
+export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => void, shouldStop: () => boolean): Promise<StudyOutcome> {
+  const { journal, events, lock } = await openStudy(o, onEvent);
+  try {
     const append = (ev: JournalEvent): void => {
       journal!.append(ev);
       events.push(ev);
@@ -454,8 +524,10 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
           append({ type: 'end', time: now(), reason: `the search ran out of room: ${e.message}` });
           continue;
         }
-      } else {
+      } else if (action.do === 'trial') {
         trial = action;
+      } else {
+        throw new Error('a local study never waits: nothing else is in flight'); // nextAction without in-flight trials
       }
       // a config that cannot fit is rejected before it runs (the strategies never propose one;
       // a plan entry or a --resume on a smaller machine can)
@@ -501,7 +573,7 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
 }
 
 /** Draws the next candidate (plan entry or strategy) and the generator state after it. */
-function proposeNext(st: StudyState, dir: string): Extract<Action, { do: 'trial' }> {
+export function proposeNext(st: StudyState, dir: string): Extract<Action, { do: 'trial' }> {
   const h = st.header;
   const best = parseConfigText(st.best.config, 'the best config');
   const nextId = st.trials.reduce((m, t) => Math.max(m, t.id), 0) + 1;
@@ -571,11 +643,15 @@ async function executeTrial(dir: string, events: JournalEvent[], trial: Extract<
     onRung: (point) => {
       append({ type: 'rung', time: now(), id: trial.id, point });
       onEvent({ type: 'rung', id: trial.id, point });
-      if (!prune) return null;
-      if (!shouldPrune(point.val_bpb, point.rung, earlier)) return null;
-      const at = earlier.map((c) => c[point.rung]).filter((v): v is number => v !== undefined).sort((a, b) => a - b);
-      const median = at.length % 2 ? at[(at.length - 1) / 2]! : (at[at.length / 2 - 1]! + at[at.length / 2]!) / 2;
-      return `rung ${point.rung + 1} (step ${point.step}): ${point.val_bpb.toFixed(4)} bits/byte, worse than the median ${median.toFixed(4)} of ${at.length} earlier trials`;
+      return prune ? pruneReason(point, earlier) : null;
     },
   });
+}
+
+/** Why a trial at this rung is stopped (worse than the median of the earlier curves there), or null. */
+export function pruneReason(point: RungPoint, earlier: number[][]): string | null {
+  if (!shouldPrune(point.val_bpb, point.rung, earlier)) return null;
+  const at = earlier.map((c) => c[point.rung]).filter((v): v is number => v !== undefined).sort((a, b) => a - b);
+  const median = at.length % 2 ? at[(at.length - 1) / 2]! : (at[at.length / 2 - 1]! + at[at.length / 2]!) / 2;
+  return `rung ${point.rung + 1} (step ${point.step}): ${point.val_bpb.toFixed(4)} bits/byte, worse than the median ${median.toFixed(4)} of ${at.length} earlier trials`;
 }

@@ -63,6 +63,8 @@ export interface TrialRequest {
   timeoutSeconds: number;
   /** Called at each rung; returning a reason stops the trial there (status pruned, with that reason). */
   onRung: (point: RungPoint) => string | null;
+  /** Aborting stops the trial at once (status pruned, the signal's reason as its reason): a study's decision that reached a worker from elsewhere. */
+  signal?: AbortSignal;
   /** For tests: the script to run instead of trial-child.js. */
   childScript?: string;
 }
@@ -103,11 +105,18 @@ export function runTrial(req: TrialRequest): Promise<TrialResult> {
         final = fail(msg.status, msg.reason, msg.peak_rss_mb);
       }
     });
+    const onAbort = () => {
+      final ??= fail('pruned', String(req.signal!.reason ?? 'stopped by the study'));
+      child.kill('SIGKILL');
+    };
+    if (req.signal?.aborted) onAbort();
+    else req.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (e) => {
       final ??= fail('crash', `could not run the trial process: ${e.message}`);
     });
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onAbort);
       if (!final) {
         // died without a word: killed from outside (the OOM killer sends SIGKILL) or a fatal V8 error
         const last = stderr.trim().split('\n').filter((l) => l.trim()).pop() ?? '';
