@@ -1,12 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { now } from './journal.js';
-import { estimateNoise } from './keep.js';
-import { estimateTrialMemoryMb } from './memory.js';
-import { NoCandidateError } from './strategies.js';
 import {
-  foldJournal, isCandidate, nextAction, openStudy, parseConfigText, proposeNext, pruneReason, trialTimeoutSeconds, writeDerivedFiles,
-  type Action, type StudyEvent, type StudyOptions, type StudyOutcome,
+  foldJournal, isCandidate, memoryCheck, nextAction, noiseEvent, openStudy, parseConfigText, pruneReason, trialOf, trialStartEvent, trialTimeoutSeconds,
+  writeDerivedFiles, type StudyEvent, type StudyOptions, type StudyOutcome,
 } from './study.js';
 import { trialConfig } from './trial.js';
 import { connectRedis, datasetHashes, sha256, StudyStore, type RedisTarget, type StudyMeta, type WorkerMessage } from './redis-store.js';
@@ -148,14 +145,9 @@ export async function runRedisStudy(o: StudyOptions, r: RedisStudyOptions, onEve
           return { dir: o.dir, events, reason: action.reason };
         }
         if (action.do === 'noise') {
-          const runs = st.trials.filter((t) => t.start.kind === 'noise' && t.end?.status === 'ok');
-          if (runs.length < 2) {
-            const failed = st.trials.filter((t) => t.start.kind === 'noise' && t.end?.status !== 'ok');
-            throw new UserError(`the base config did not train on ${failed.length} of its ${st.header.noise_seeds} seeds (${failed[0]?.end?.reason ?? 'unknown'}); fix the base config`);
-          }
-          const noise = estimateNoise(runs.map((t) => t.end!.val_bpb!), runs.map((t) => t.start.seed));
-          await append({ type: 'noise', time: now(), noise });
-          onEvent({ type: 'noise', noise });
+          const ev = noiseEvent(st, o.dir) as Extract<JournalEvent, { type: 'noise' }>;
+          await append(ev);
+          onEvent({ type: 'noise', noise: ev.noise });
           continue;
         }
         if (action.do === 'decide') {
@@ -165,28 +157,18 @@ export async function runRedisStudy(o: StudyOptions, r: RedisStudyOptions, onEve
           writeDerivedFiles(o.dir, events);
           continue;
         }
-        let trial: Extract<Action, { do: 'trial' }>;
-        if (action.do === 'propose') {
-          try {
-            trial = proposeNext(st, o.dir);
-          } catch (e) {
-            if (!(e instanceof NoCandidateError)) throw e;
-            await append({ type: 'end', time: now(), reason: `the search ran out of room: ${e.message}` });
-            continue;
-          }
-        } else {
-          trial = action;
+        const trial = trialOf(action, st, o.dir);
+        if (!('do' in trial)) {
+          await append(trial);
+          continue;
         }
-        const start = { type: 'trial_start' as const, time: now(), id: trial.id, kind: trial.kind, changes: trial.changes, description: trial.description,
-          config: trial.config, seed: trial.seed, confirms: trial.confirms, rng: trial.rng };
+        const start = trialStartEvent(trial);
         const cfg = parseConfigText(trial.config, `trial ${trial.id} config`);
-        const need = estimateTrialMemoryMb(cfg, st.header.threads, st.header.backend);
-        if (need > st.header.max_memory_mb) {
+        const { rejected } = memoryCheck(trial, st);
+        if (rejected) {
           await append(start);
-          const result: TrialResult = { status: 'rejected', val_loss: null, val_bpb: null, steps: 0, tokens: 0, seconds: 0, tokens_per_second: 0, peak_rss_mb: 0,
-            reason: `needs about ${Math.ceil(need)} MB, over the limit of ${st.header.max_memory_mb} MB (--max-memory-mb)` };
-          await append({ type: 'trial_end', time: now(), id: trial.id, result });
-          onEvent({ type: 'trial_end', id: trial.id, kind: trial.kind, result });
+          await append({ type: 'trial_end', time: now(), id: trial.id, result: rejected });
+          onEvent({ type: 'trial_end', id: trial.id, kind: trial.kind, result: rejected });
           continue;
         }
         await append(start);

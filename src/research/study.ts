@@ -473,6 +473,49 @@ export async function openStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => vo
   }
 }
 
+/**
+ * The noise event once the base's noise runs have ended: their spread, or a UserError when
+ * fewer than 2 of them trained (the base config itself is broken).
+ */
+export function noiseEvent(st: StudyState, dir: string): JournalEvent {
+  const runs = st.trials.filter((t) => t.start.kind === 'noise' && t.end?.status === 'ok');
+  if (runs.length < 2) {
+    const failed = st.trials.filter((t) => t.start.kind === 'noise' && t.end?.status !== 'ok');
+    throw new UserError(`the base config did not train on ${failed.length} of its ${st.header.noise_seeds} seeds (${failed[0]?.end?.reason ?? 'unknown'}); fix the base config (see ${trialDir(dir, failed[0]?.id ?? 1)})`);
+  }
+  return { type: 'noise', time: now(), noise: estimateNoise(runs.map((t) => t.end!.val_bpb!), runs.map((t) => t.start.seed)) };
+}
+
+/** The trial a 'trial' or 'propose' action starts, or the end event when the search has no room left. */
+export function trialOf(action: Extract<Action, { do: 'trial' | 'propose' }>, st: StudyState, dir: string): Extract<Action, { do: 'trial' }> | JournalEvent {
+  if (action.do === 'trial') return action;
+  try {
+    return proposeNext(st, dir);
+  } catch (e) {
+    if (!(e instanceof NoCandidateError)) throw e;
+    return { type: 'end', time: now(), reason: `the search ran out of room: ${e.message}` };
+  }
+}
+
+export function trialStartEvent(trial: Extract<Action, { do: 'trial' }>): Extract<JournalEvent, { type: 'trial_start' }> {
+  return { type: 'trial_start', time: now(), id: trial.id, kind: trial.kind, changes: trial.changes, description: trial.description, config: trial.config,
+    seed: trial.seed, confirms: trial.confirms, rng: trial.rng };
+}
+
+/**
+ * The memory a trial needs (MB), and its 'rejected' result when that is over --max-memory-mb:
+ * the strategies never propose such a config, but a plan entry or a --resume on a smaller machine can.
+ */
+export function memoryCheck(trial: Extract<Action, { do: 'trial' }>, st: StudyState): { need: number; rejected: TrialResult | null } {
+  const need = estimateTrialMemoryMb(parseConfigText(trial.config, `trial ${trial.id} config`), st.header.threads, st.header.backend);
+  if (need <= st.header.max_memory_mb) return { need, rejected: null };
+  return {
+    need,
+    rejected: { status: 'rejected', val_loss: null, val_bpb: null, steps: 0, tokens: 0, seconds: 0, tokens_per_second: 0, peak_rss_mb: 0,
+      reason: `needs about ${Math.ceil(need)} MB, over the limit of ${st.header.max_memory_mb} MB (--max-memory-mb)` },
+  };
+}
+
 export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => void, shouldStop: () => boolean): Promise<StudyOutcome> {
   const { journal, events, lock } = await openStudy(o, onEvent);
   try {
@@ -497,14 +540,9 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
         return { dir: o.dir, events, reason: action.reason };
       }
       if (action.do === 'noise') {
-        const runs = st.trials.filter((t) => t.start.kind === 'noise' && t.end?.status === 'ok');
-        if (runs.length < 2) {
-          const failed = st.trials.filter((t) => t.start.kind === 'noise' && t.end?.status !== 'ok');
-          throw new UserError(`the base config did not train on ${failed.length} of its ${st.header.noise_seeds} seeds (${failed[0]?.end?.reason ?? 'unknown'}); fix the base config (see ${trialDir(o.dir, failed[0]?.id ?? 1)})`);
-        }
-        const noise = estimateNoise(runs.map((t) => t.end!.val_bpb!), runs.map((t) => t.start.seed));
-        append({ type: 'noise', time: now(), noise });
-        onEvent({ type: 'noise', noise });
+        const ev = noiseEvent(st, o.dir) as Extract<JournalEvent, { type: 'noise' }>;
+        append(ev);
+        onEvent({ type: 'noise', noise: ev.noise });
         writeDerivedFiles(o.dir, events);
         continue;
       }
@@ -515,30 +553,17 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
         writeDerivedFiles(o.dir, events);
         continue;
       }
-      let trial: Extract<Action, { do: 'trial' }>;
-      if (action.do === 'propose') {
-        try {
-          trial = proposeNext(st, o.dir);
-        } catch (e) {
-          if (!(e instanceof NoCandidateError)) throw e;
-          append({ type: 'end', time: now(), reason: `the search ran out of room: ${e.message}` });
-          continue;
-        }
-      } else if (action.do === 'trial') {
-        trial = action;
-      } else {
-        throw new Error('a local study never waits: nothing else is in flight'); // nextAction without in-flight trials
+      if (action.do === 'wait') throw new Error('a local study never waits: nothing else is in flight'); // nextAction without in-flight trials
+      const trial = trialOf(action, st, o.dir);
+      if (!('do' in trial)) {
+        append(trial);
+        continue;
       }
-      // a config that cannot fit is rejected before it runs (the strategies never propose one;
-      // a plan entry or a --resume on a smaller machine can)
-      const need = estimateTrialMemoryMb(parseConfigText(trial.config, `trial ${trial.id} config`), st.header.threads, st.header.backend);
-      if (need > st.header.max_memory_mb) {
-        append({ type: 'trial_start', time: now(), id: trial.id, kind: trial.kind, changes: trial.changes, description: trial.description, config: trial.config,
-          seed: trial.seed, confirms: trial.confirms, rng: trial.rng });
-        const result: TrialResult = { status: 'rejected', val_loss: null, val_bpb: null, steps: 0, tokens: 0, seconds: 0, tokens_per_second: 0, peak_rss_mb: 0,
-          reason: `needs about ${Math.ceil(need)} MB, over the limit of ${st.header.max_memory_mb} MB (--max-memory-mb)` };
-        append({ type: 'trial_end', time: now(), id: trial.id, result });
-        onEvent({ type: 'trial_end', id: trial.id, kind: trial.kind, result });
+      const { need, rejected } = memoryCheck(trial, st);
+      if (rejected) {
+        append(trialStartEvent(trial));
+        append({ type: 'trial_end', time: now(), id: trial.id, result: rejected });
+        onEvent({ type: 'trial_end', id: trial.id, kind: trial.kind, result: rejected });
         writeDerivedFiles(o.dir, events);
         continue;
       }
@@ -556,8 +581,7 @@ export async function runStudy(o: StudyOptions, onEvent: (ev: StudyEvent) => voi
       }
       if (shouldStop()) continue;
       memoryPauses = 0;
-      append({ type: 'trial_start', time: now(), id: trial.id, kind: trial.kind, changes: trial.changes, description: trial.description, config: trial.config,
-        seed: trial.seed, confirms: trial.confirms, rng: trial.rng });
+      append(trialStartEvent(trial));
       const proposedSoFar = st.trials.filter((t) => isCandidate(t.start.kind)).length + (isCandidate(trial.kind) && action.do === 'propose' ? 1 : 0);
       onEvent({ type: 'trial_start', id: trial.id, kind: trial.kind, description: trial.description, index: proposedSoFar,
         of: st.header.plan ? st.header.plan.length : st.header.max_trials, best: st.best.bpb, margin: st.noise?.margin ?? null });
