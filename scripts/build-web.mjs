@@ -1,4 +1,4 @@
-// Builds the browser app (src/web/app) into dist/web/: a static site (index.html, the page's,
+// Builds the browser app (src/web/app) into dist/web-app/: a static site (index.html, the page's,
 // the trainer's and the pool workers' bundles, uPlot, the dashboard's chart helpers, the presets
 // as JSON) that `pocketlm web` serves with the cross-origin isolation headers. Run by
 // `npm run build` after the TypeScript build (presets.json is made with dist/train/config.js).
@@ -18,7 +18,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const out = path.join(root, 'dist', 'web');
+const out = path.join(root, 'dist', 'web-app');
 const app = path.join(root, 'src', 'web', 'app');
 
 // Types first: esbuild strips them unchecked (src/web/app has its own tsconfig, with the DOM).

@@ -1,11 +1,11 @@
 /**
- * `pocketlm web`: serves the in-browser trainer (dist/web, built by scripts/build-web.mjs) and
+ * `pocketlm web`: serves the in-browser trainer (dist/web-app, built by scripts/build-web.mjs) and
  * the bundled TinyStories sample, with the headers that make the page cross-origin isolated
  * (Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp), which is
  * what lets its Web Workers share one WebAssembly.Memory. No CDN, nothing fetched from elsewhere.
  *
  * Read-only and path-safe: the files served are a table made at start from the names in
- * dist/web (plain files only) plus /sample/train.txt and /sample/val.txt; a request path is only
+ * dist/web-app (plain files only) plus /sample/train.txt and /sample/val.txt; a request path is only
  * looked up in that table, never joined to a folder. Listens on 127.0.0.1 unless told otherwise,
  * and then refuses requests whose Host header names another host (DNS rebinding).
  */
@@ -47,10 +47,10 @@ const TYPES: Record<string, string> = {
 };
 
 export function webAppDir(): string {
-  return path.join(packageRoot(), 'dist', 'web');
+  return path.join(packageRoot(), 'dist', 'web-app');
 }
 
-/** URL path -> file, from the names in dist/web (no request path is ever joined to a folder). */
+/** URL path -> file, from the names in dist/web-app (no request path is ever joined to a folder). */
 function staticTable(): Map<string, { file: string; type: string }> {
   const dir = webAppDir();
   let names: string[];

@@ -33,6 +33,8 @@ class Page {
   private renderQueued = false;
   private running = false;
   private userText: { name: string; text: string } | null = null;
+  /** The step this page's run started or resumed at. */
+  private sessionStart = 0;
 
   async init(): Promise<void> {
     this.worker.onmessage = (e: MessageEvent<FromWorker>) => this.onMessage(e.data);
@@ -140,6 +142,7 @@ class Page {
         this.info = m.info;
         this.log = [...m.log];
         this.baselines = m.baselines;
+        this.sessionStart = m.info.resumedFromStep ?? 0;
         $('samples').replaceChildren();
         for (const s of m.samples) this.addSamples(s.step, s.samples);
         const b = document.body.dataset;
@@ -213,6 +216,9 @@ class Page {
     const tps = recent.length ? recent.reduce((a, r) => a + r.tokens_per_second, 0) / recent.length : 0;
     const stats = $('stats');
     stats.dataset.tokensPerSecond = String(tps);
+    // the median over this session's steps after the first 10 (compilation, cold caches): what scripts/bench-web.mjs reads
+    const settled = this.log.filter((r) => r.step > this.sessionStart + 10).map((r) => r.tokens_per_second).sort((a, b) => a - b);
+    if (settled.length) stats.dataset.tokensPerSecondMedian = String(settled[settled.length >> 1]);
     stats.replaceChildren(...[
       ['step', last ? `${last.step}${this.info?.steps ? ` / ${this.info.steps}` : ''}` : '–'],
       ['loss', last ? last.loss.toFixed(3) : '–'],
