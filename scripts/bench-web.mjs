@@ -42,9 +42,9 @@ async function browserRun(preset) {
     await page.waitForTimeout(300); // one more render of the stats
     const err = await page.evaluate(() => document.body.dataset.error);
     if (err) throw new Error(err);
-    const d = await page.evaluate(() => ({ threads: document.body.dataset.threads, kernels: document.body.dataset.kernels, tps: Number(document.getElementById('stats').dataset.tokensPerSecondMedian) }));
+    const d = await page.evaluate(() => ({ threads: document.body.dataset.threads, kernels: document.body.dataset.kernels, build: document.body.dataset.build, tps: Number(document.getElementById('stats').dataset.tokensPerSecondMedian) }));
     if (d.kernels !== 'wasm' || Number(d.threads) !== threads) throw new Error(`browser ran ${d.kernels} on ${d.threads} threads`);
-    return d.tps;
+    return d;
   } finally {
     await ctx.close();
   }
@@ -67,9 +67,10 @@ try {
   for (const preset of presets) {
     const b = [], n = [];
     for (let i = 0; i < rounds; i++) {
-      b.push(await browserRun(preset));
+      const d = await browserRun(preset);
+      b.push(d.tps);
       n.push(nodeRun(preset, i));
-      console.log(`  ${preset} round ${i + 1}: browser ${Math.round(b[i])} tok/s, node ${Math.round(n[i])} tok/s (load ${load()})`);
+      console.log(`  ${preset} round ${i + 1}: browser (${d.build} build) ${Math.round(b[i])} tok/s, node ${Math.round(n[i])} tok/s (load ${load()})`);
     }
     const mb = median(b), mn = median(n);
     console.log(`${preset}: headless Chromium ${Math.round(mb)} tok/s, Node wasm ${Math.round(mn)} tok/s (median of ${rounds}); browser/node = ${(mb / mn).toFixed(2)}`);

@@ -4,7 +4,7 @@
  * WebAssembly.Memory; the validation loss falls below the unigram baseline, a sample appears,
  * a reload resumes from IndexedDB where the run was saved, the weights download as safetensors
  * and GGUF files that parse, and without the isolation headers the page falls back to one
- * thread and says so. POCKETLM_SCREENSHOT=FILE saves a screenshot taken while training (how
+ * thread and says so (trained on a text file picked in the page). POCKETLM_SCREENSHOT=FILE saves a screenshot taken while training (how
  * docs/web.png is made).
  */
 import { test } from 'node:test';
@@ -16,6 +16,7 @@ import type { Page } from 'playwright-core';
 import { findChromium, launchChromium } from '../dashboard/browser-testing.js';
 import { decodeSafetensors } from '../export/safetensors.js';
 import { ggufString, readGguf } from '../export/gguf.js';
+import { tinystoriesSampleDir } from '../util/paths.js';
 import { startWebServer } from './server.js';
 
 const data = (page: Page) => page.evaluate(() => ({ ...document.body.dataset }));
@@ -39,6 +40,7 @@ test('web page in Chromium: trains tiny on 2 threads below the unigram baseline,
     assert.equal(d.isolated, 'true', 'the page is cross-origin isolated');
     assert.equal(await page.evaluate(() => crossOriginIsolated), true);
     assert.equal(d.kernels, 'wasm');
+    assert.match(d.build ?? '', /^(relaxed|simd)$/);
     assert.equal(d.threads, '2', 'two threads: the page\'s training worker and one pool worker');
     assert.ok(page.workers().some((w) => w.url().endsWith('/pool-worker.js')), `a pool worker runs (workers: ${page.workers().map((w) => w.url()).join(', ')})`);
     assert.match((await page.textContent('#isolation')) ?? '', /2 threads over one SharedArrayBuffer/);
@@ -104,7 +106,7 @@ test('web page in Chromium: trains tiny on 2 threads below the unigram baseline,
   }
 });
 
-test('web page without the isolation headers: one thread, the plain JavaScript kernels, and it says so', { timeout: 60_000 }, async () => {
+test('web page without the isolation headers: one thread, the plain JavaScript kernels, and it says so; trains on a text file the user picks', { timeout: 60_000 }, async () => {
   const exe = findChromium();
   assert.ok(exe, 'no system Chromium');
   const [web, chrome] = await Promise.all([startWebServer({ port: 0, isolate: false }), launchChromium(exe)]);
@@ -112,7 +114,12 @@ test('web page without the isolation headers: one thread, the plain JavaScript k
     const ctx = await chrome.browser.newContext();
     const page = await ctx.newPage();
     // the plain kernels take seconds per step of tiny: one step shows it trains
-    await page.goto(`${web.url}?preset=tiny&steps=100&eval=100&mb=0.1&autostart=1`);
+    await page.goto(`${web.url}?preset=tiny&steps=100&eval=100&mb=0.1`);
+    await page.waitForFunction(() => /no saved run/.test(document.getElementById('status')!.textContent ?? ''), undefined, { timeout: 15_000 });
+    await page.setInputFiles('#file', path.join(tinystoriesSampleDir(), 'valid-00.txt'));
+    await page.waitForFunction(() => /valid-00\.txt/.test(document.getElementById('status')!.textContent ?? ''), undefined, { timeout: 10_000 });
+    await page.selectOption('#source', 'file');
+    await page.click('#start');
     await page.waitForFunction(() => Number(document.body.dataset.step) >= 1 || !!document.body.dataset.error, undefined, { timeout: 45_000 });
     const d = await data(page);
     assert.equal(d.error, undefined, d.error);
@@ -120,6 +127,7 @@ test('web page without the isolation headers: one thread, the plain JavaScript k
     assert.equal(d.threads, '1');
     assert.equal(d.kernels, 'js');
     assert.match((await page.textContent('#isolation')) ?? '', /not cross-origin isolated.*ONE thread/);
+    assert.match((await page.textContent('#status')) ?? '', /train tokens of valid-00\.txt/);
   } finally {
     await Promise.allSettled([chrome.close(), web.close()]);
   }

@@ -148,10 +148,11 @@ class Page {
         const b = document.body.dataset;
         b.threads = String(m.info.threads);
         b.kernels = m.info.kernels;
+        b.build = m.info.build ?? '';
         b.resumedFrom = m.info.resumedFromStep === null ? '' : String(m.info.resumedFromStep);
         b.unigram = String(m.baselines.unigram.nats);
         this.setRunning(true);
-        this.status(`${m.info.resumedFromStep !== null ? `resumed at step ${m.info.resumedFromStep}: ` : ''}${m.info.presetName}, ${fmt(m.info.params)} parameters, ${m.info.kernels} kernels on ${m.info.threads} thread${m.info.threads === 1 ? '' : 's'}; ${fmt(m.info.trainTokens)} train tokens of ${m.info.source}`);
+        this.status(`${m.info.resumedFromStep !== null ? `resumed at step ${m.info.resumedFromStep}: ` : ''}${m.info.presetName}, ${fmt(m.info.params)} parameters, ${m.info.kernels}${m.info.build ? ` (${m.info.build} SIMD)` : ''} kernels on ${m.info.threads} thread${m.info.threads === 1 ? '' : 's'}; ${fmt(m.info.trainTokens)} train tokens of ${m.info.source}`);
         this.queueRender();
         break;
       }

@@ -30,6 +30,8 @@ export interface RunInfo {
   threads: number;
   isolated: boolean;
   kernels: string;
+  /** The wasm build in use: 'relaxed' (FMA) or 'simd'; null for the plain JavaScript kernels. */
+  build: string | null;
   vocab: number;
   trainTokens: number;
   valTokens: number;

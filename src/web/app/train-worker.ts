@@ -12,7 +12,7 @@ import { encodeSafetensors } from '../../export/safetensors.js';
 import { HeapArena, WasmArena, type Arena } from '../../kernels/arena.js';
 import { createJsKernels } from '../../kernels/js/index.js';
 import type { Kernels } from '../../kernels/types.js';
-import { createWasmKernels } from '../../kernels/wasm/index.js';
+import { createWasmKernels, type WasmKernels } from '../../kernels/wasm/index.js';
 import { Generator, sampleToken } from '../../model/generate.js';
 import { GPT } from '../../model/gpt.js';
 import { createOptimizer, type Optimizer } from '../../optim/index.js';
@@ -42,7 +42,7 @@ const SAVE_SECONDS = 30;
 /** Divergent steps (non-finite or spiking loss) skipped in a row before the run stops. */
 const MAX_BAD_STEPS = 20;
 
-interface Backend { kernels: Kernels; arena: Arena; threads: number; name: string; dispose(): Promise<void> }
+interface Backend { kernels: Kernels; arena: Arena; threads: number; name: string; build: string | null; dispose(): Promise<void> }
 
 /**
  * The wasm SIMD kernels with `threads` threads over one shared memory when the page is
@@ -53,9 +53,9 @@ async function makeBackend(threads: number): Promise<Backend> {
   if (scope.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined') {
     const arena = new WasmArena();
     const kernels = await createWasmKernels(arena, { threads });
-    return { kernels, arena, threads, name: 'wasm', dispose: async () => { await kernels.dispose(); } };
+    return { kernels, arena, threads, name: 'wasm', build: (kernels as WasmKernels).build, dispose: async () => { await kernels.dispose(); } };
   }
-  return { kernels: createJsKernels(), arena: new HeapArena('f32'), threads: 1, name: 'js', dispose: async () => {} };
+  return { kernels: createJsKernels(), arena: new HeapArena('f32'), threads: 1, name: 'js', build: null, dispose: async () => {} };
 }
 
 /** Token ids in the smallest array that holds them. */
@@ -150,7 +150,7 @@ class WebRun {
     }
     const info: RunInfo = {
       presetName: saved.presetName, source: saved.source, params: model.numParams, threads: backend.threads,
-      isolated: scope.crossOriginIsolated === true, kernels: backend.name, vocab: tokenizer.vocabSize,
+      isolated: scope.crossOriginIsolated === true, kernels: backend.name, build: backend.build, vocab: tokenizer.vocabSize,
       trainTokens: saved.train.length, valTokens: saved.val.length, steps: cfg.train.steps, resumedFromStep,
     };
     return new WebRun(store, backend, saved, tokenizer, model, optimizer, loader, info);
