@@ -18,7 +18,7 @@ const [web, chrome] = await Promise.all([startWebServer({ port: 0 }), launchChro
 try {
   const ctx = await chrome.browser.newContext({ viewport: { width: 1100, height: 820 } });
   const page = await ctx.newPage();
-  await page.goto(`${web.url}?preset=tiny&steps=100000&eval=50&mb=1&autostart=1`);
+  await page.goto(`${web.url}?preset=tiny&eval=50&mb=1&autostart=1`);
   await page.waitForFunction((n) => Number(document.body.dataset.step) >= n || !!document.body.dataset.error, steps, { timeout: 600_000, polling: 500 });
   await page.fill('#prompt', 'Once upon a time');
   await page.click('#sample');
