@@ -12,7 +12,7 @@ import { encodeSafetensors } from '../../export/safetensors.js';
 import { HeapArena, WasmArena, type Arena } from '../../kernels/arena.js';
 import { createJsKernels } from '../../kernels/js/index.js';
 import type { Kernels } from '../../kernels/types.js';
-import { createWasmKernels, type WasmKernels } from '../../kernels/wasm/index.js';
+import { createWasmKernels, wasmFeatures, type WasmKernels } from '../../kernels/wasm/index.js';
 import { Generator, sampleToken } from '../../model/generate.js';
 import { GPT } from '../../model/gpt.js';
 import { createOptimizer, type Optimizer } from '../../optim/index.js';
@@ -46,11 +46,12 @@ interface Backend { kernels: Kernels; arena: Arena; threads: number; name: strin
 
 /**
  * The wasm SIMD kernels with `threads` threads over one shared memory when the page is
- * cross-origin isolated (SharedArrayBuffer exists); without isolation memory cannot be shared,
- * so the plain TypeScript kernels on one thread (much slower, and the page says so).
+ * cross-origin isolated (SharedArrayBuffer exists); without isolation memory cannot be shared
+ * (nor without WebAssembly SIMD, in old browsers), so the plain TypeScript kernels on one thread
+ * (much slower, and the page says so).
  */
 async function makeBackend(threads: number): Promise<Backend> {
-  if (scope.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined') {
+  if (scope.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined' && wasmFeatures().simd) {
     const arena = new WasmArena();
     const kernels = await createWasmKernels(arena, { threads });
     return { kernels, arena, threads, name: 'wasm', build: (kernels as WasmKernels).build, dispose: async () => { await kernels.dispose(); } };
