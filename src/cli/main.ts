@@ -13,6 +13,7 @@ import { registerExport } from './export.js';
 import { registerImport } from './import.js';
 import { registerPlot } from './plot.js';
 import { registerDashboard } from './dashboard.js';
+import { registerWeb } from './web.js';
 import { registerStatus } from './status.js';
 
 // The CLI parses and prints; every command's work lives in the layers below.
@@ -39,6 +40,7 @@ registerExport(program);
 registerImport(program);
 registerPlot(program);
 registerDashboard(program);
+registerWeb(program);
 registerStatus(program);
 registerPrepare(program);
 registerBaselines(program);

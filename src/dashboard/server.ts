@@ -66,6 +66,7 @@ function assetTable(): Map<string, { file: string; type: string }> {
   return new Map([
     ['/', { file: path.join(assets, 'index.html'), type: 'text/html; charset=utf-8' }],
     ['/assets/app.js', { file: path.join(assets, 'app.js'), type: 'text/javascript; charset=utf-8' }],
+    ['/assets/charts.js', { file: path.join(assets, 'charts.js'), type: 'text/javascript; charset=utf-8' }],
     ['/assets/app.css', { file: path.join(assets, 'app.css'), type: 'text/css; charset=utf-8' }],
     ['/assets/uPlot.iife.min.js', { file: path.join(uplotDir, 'uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' }],
     ['/assets/uPlot.min.css', { file: path.join(uplotDir, 'uPlot.min.css'), type: 'text/css; charset=utf-8' }],

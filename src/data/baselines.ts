@@ -41,9 +41,17 @@ export async function computeBaselines(dir: string, opts: { maxTrainTokens?: num
   const train = readTokens(path.join(dir, meta.splits.train.file), maxTrain);
   const val = readTokens(path.join(dir, meta.splits.val.file), Infinity);
   if (val.length <= EVAL_FROM) throw new UserError(`the validation split of ${dir} is too short to score (${val.length} tokens)`);
-  const V = meta.vocabSize;
-  const score = (nats: number, smoothing?: string): BaselineScore => ({ nats, bpb: bitsPerByte(nats, meta, 'val'), ...(smoothing ? { smoothing } : {}) });
+  const result = baselinesFromTokens(train, val, meta.vocabSize, (nats) => bitsPerByte(nats, meta, 'val'), meta.fingerprint);
+  writeFileAtomicSync(cacheFile, JSON.stringify(result, null, 2) + '\n');
+  return result;
+}
 
+/**
+ * The baselines of token ids already in memory (the browser trainer has no dataset folder):
+ * `bpb` turns nats per validation token into bits per byte.
+ */
+export function baselinesFromTokens(train: ArrayLike<number>, val: ArrayLike<number>, V: number, bpb: (nats: number) => number, fingerprint: string): Baselines {
+  const score = (nats: number, smoothing?: string): BaselineScore => ({ nats, bpb: bpb(nats), ...(smoothing ? { smoothing } : {}) });
   const counts = countNgrams(train, V, 3);
   const entry = (order: number): BaselineEntry => {
     const variants: Record<string, BaselineScore> = {};
@@ -52,13 +60,13 @@ export async function computeBaselines(dir: string, opts: { maxTrainTokens?: num
     const best = Object.values(variants).reduce((a, b) => (b.nats < a.nats ? b : a));
     return { ...best, variants };
   };
-  const result: Baselines = {
+  return {
     uniform: score(Math.log(V)),
     unigram: entry(1),
     bigram: entry(2),
     trigram: entry(3),
     info: {
-      fingerprint: meta.fingerprint,
+      fingerprint,
       version: BASELINES_VERSION,
       trainTokens: train.length,
       valTokens: val.length,
@@ -66,8 +74,6 @@ export async function computeBaselines(dir: string, opts: { maxTrainTokens?: num
       choice: `counted on ${train.length} train tokens, scored on val positions ${EVAL_FROM}..${val.length - 1}; best smoothing chosen on val among add-k k=${ADD_K.join(',')} and interpolated Kneser-Ney (per-order discount n1/(n1+2 n2))`,
     },
   };
-  writeFileAtomicSync(cacheFile, JSON.stringify(result, null, 2) + '\n');
-  return result;
 }
 
 function readCached(file: string, meta: DatasetMeta): Baselines | null {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { NpyWriter, npyHeader, NPY_HEADER_BYTES } from './npy.js';
-import { TokenLoader, fixedValBatches, permute } from './loader.js';
+import { MemoryTokenLoader, TokenLoader, fixedValBatches, permute } from './loader.js';
 import { UserError } from '../util/errors.js';
 
 function tmpDir(): string {
@@ -162,4 +162,31 @@ test('constant memory: reading a 200 MB token file does not grow RSS', () => {
   l.close();
   assert.ok(after - before < 20 * 1024 * 1024, `RSS grew by ${((after - before) / 1048576).toFixed(1)} MB`);
   fs.rmSync(dir, { recursive: true });
+});
+
+test('MemoryTokenLoader (the browser trainer\'s) takes the same windows as TokenLoader, resumes from its state, and gives the same fixed batches', () => {
+  const dir = tmpDir();
+  const n = 5000;
+  const f = rampFile(dir, n);
+  const ids = new Uint16Array(n);
+  for (let i = 0; i < n; i++) ids[i] = i % 65536;
+  for (const mode of ['random', 'epoch'] as const) {
+    const file = new TokenLoader(f, { seqLen: 16, batchSize: 3, seed: 7, mode });
+    const mem = new MemoryTokenLoader(ids, 16, 3, 7, mode);
+    const x = new Int32Array(48);
+    const y = new Int32Array(48);
+    const memBatches = (count: number): number[][] => Array.from({ length: count }, () => { mem.nextBatch(x, y); return [...x, ...y]; });
+    assert.deepEqual(memBatches(5), batches(file, 5), mode);
+    const saved = mem.state();
+    assert.deepEqual(saved, file.state());
+    const next = memBatches(4);
+    const again = new MemoryTokenLoader(ids, 16, 3, 7, mode);
+    again.restore(saved);
+    assert.deepEqual(Array.from({ length: 4 }, () => { again.nextBatch(x, y); return [...x, ...y]; }), next, `${mode}: restored`);
+    file.close();
+  }
+  const mem = new MemoryTokenLoader(ids, 16, 3, 0);
+  assert.deepEqual(mem.fixedBatches(2), fixedValBatches(f, { seqLen: 16, batchSize: 3, count: 2 }));
+  assert.throws(() => new MemoryTokenLoader(ids.subarray(0, 16), 16, 3, 0), UserError);
+  fs.rmSync(dir, { recursive: true, force: true });
 });

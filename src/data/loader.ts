@@ -143,6 +143,82 @@ export class TokenLoader {
   }
 }
 
+/**
+ * TokenLoader's sampling (the same windows for the same seed and state) over ids held in
+ * memory: what the browser trains from, having no token files.
+ */
+export class MemoryTokenLoader {
+  readonly numTokens: number;
+  readonly mode: LoaderMode;
+  private readonly seed: number;
+  private readonly rng: Uint32Array;
+  private epoch = 0;
+  private index = 0;
+  private readonly numWindows: number;
+
+  constructor(private readonly tokens: Uint16Array | Uint32Array | Int32Array, readonly seqLen: number, readonly batchSize: number, seed: number, mode: LoaderMode = 'random') {
+    this.numTokens = tokens.length;
+    if (this.numTokens < seqLen + 1) throw new UserError(`the text holds ${this.numTokens} tokens, fewer than seq_len + 1 = ${seqLen + 1}: use more text`);
+    this.seed = seed >>> 0;
+    this.mode = mode;
+    this.numWindows = Math.floor((this.numTokens - 1) / seqLen);
+    this.rng = seedRng(this.seed);
+  }
+
+  nextBatch(inputs: Int32Array, targets: Int32Array): void {
+    const T = this.seqLen;
+    for (let b = 0; b < this.batchSize; b++) {
+      const start = this.mode === 'random'
+        ? Math.floor(rngFloat(this.rng) * (this.numTokens - T))
+        : this.nextWindow() * T;
+      for (let t = 0; t < T; t++) {
+        inputs[b * T + t] = this.tokens[start + t]!;
+        targets[b * T + t] = this.tokens[start + t + 1]!;
+      }
+    }
+  }
+
+  private nextWindow(): number {
+    if (this.index >= this.numWindows) { this.epoch++; this.index = 0; }
+    return permute(this.index++, this.numWindows, this.seed, this.epoch);
+  }
+
+  state(): LoaderState {
+    const r = this.rng;
+    return { mode: this.mode, seed: this.seed, seqLen: this.seqLen, numTokens: this.numTokens, rng: [r[0]!, r[1]!, r[2]!, r[3]!], epoch: this.epoch, index: this.index };
+  }
+
+  restore(s: LoaderState): void {
+    if (s.mode !== this.mode || s.seqLen !== this.seqLen || s.numTokens !== this.numTokens || (s.seed >>> 0) !== this.seed) {
+      throw new UserError(`loader state does not match this data (saved: ${s.mode}, seq_len ${s.seqLen}, ${s.numTokens} tokens; now: ${this.mode}, seq_len ${this.seqLen}, ${this.numTokens} tokens)`);
+    }
+    this.rng.set(s.rng);
+    this.epoch = s.epoch;
+    this.index = s.index;
+  }
+
+  /** `count` batches of windows spread evenly over the ids, as fixedValBatches takes them from a file. */
+  fixedBatches(count: number): FixedBatch[] {
+    const T = this.seqLen;
+    const windows = count * this.batchSize;
+    const lastStart = this.numTokens - T - 1;
+    const out: FixedBatch[] = [];
+    for (let c = 0; c < count; c++) {
+      const batch = { inputs: new Int32Array(this.batchSize * T), targets: new Int32Array(this.batchSize * T) };
+      for (let b = 0; b < this.batchSize; b++) {
+        const j = c * this.batchSize + b;
+        const start = windows > 1 ? Math.floor((j * lastStart) / (windows - 1)) : 0;
+        for (let t = 0; t < T; t++) {
+          batch.inputs[b * T + t] = this.tokens[start + t]!;
+          batch.targets[b * T + t] = this.tokens[start + t + 1]!;
+        }
+      }
+      out.push(batch);
+    }
+    return out;
+  }
+}
+
 export interface FixedBatch { inputs: Int32Array; targets: Int32Array }
 
 /**

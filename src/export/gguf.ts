@@ -123,34 +123,40 @@ export function f32ToF16(src: Float32Array): Uint16Array {
 
 // ------------------------------------------------------------------------------------ writer
 
-/** A growable little-endian byte buffer for the header. */
+/**
+ * A growable little-endian byte buffer for the header. A DataView over a Uint8Array, not a Buffer:
+ * the browser build (src/web) builds GGUF files with this writer too.
+ */
 class ByteWriter {
-  private buf = Buffer.alloc(1 << 16);
+  private buf = new Uint8Array(1 << 16);
+  private view = new DataView(this.buf.buffer);
+  private static readonly utf8 = new TextEncoder();
   length = 0;
 
   private room(n: number): void {
     if (this.length + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
     while (cap < this.length + n) cap *= 2;
-    const next = Buffer.alloc(cap);
-    this.buf.copy(next, 0, 0, this.length);
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.length));
     this.buf = next;
+    this.view = new DataView(next.buffer);
   }
-  u8(v: number): void { this.room(1); this.buf.writeUInt8(v, this.length); this.length += 1; }
-  i8(v: number): void { this.room(1); this.buf.writeInt8(v, this.length); this.length += 1; }
-  u16(v: number): void { this.room(2); this.buf.writeUInt16LE(v, this.length); this.length += 2; }
-  i16(v: number): void { this.room(2); this.buf.writeInt16LE(v, this.length); this.length += 2; }
-  u32(v: number): void { this.room(4); this.buf.writeUInt32LE(v, this.length); this.length += 4; }
-  i32(v: number): void { this.room(4); this.buf.writeInt32LE(v, this.length); this.length += 4; }
-  f32(v: number): void { this.room(4); this.buf.writeFloatLE(v, this.length); this.length += 4; }
-  f64(v: number): void { this.room(8); this.buf.writeDoubleLE(v, this.length); this.length += 8; }
-  u64(v: bigint | number): void { this.room(8); this.buf.writeBigUInt64LE(BigInt(v), this.length); this.length += 8; }
-  i64(v: bigint): void { this.room(8); this.buf.writeBigInt64LE(v, this.length); this.length += 8; }
+  u8(v: number): void { this.room(1); this.view.setUint8(this.length, v); this.length += 1; }
+  i8(v: number): void { this.room(1); this.view.setInt8(this.length, v); this.length += 1; }
+  u16(v: number): void { this.room(2); this.view.setUint16(this.length, v, true); this.length += 2; }
+  i16(v: number): void { this.room(2); this.view.setInt16(this.length, v, true); this.length += 2; }
+  u32(v: number): void { this.room(4); this.view.setUint32(this.length, v, true); this.length += 4; }
+  i32(v: number): void { this.room(4); this.view.setInt32(this.length, v, true); this.length += 4; }
+  f32(v: number): void { this.room(4); this.view.setFloat32(this.length, v, true); this.length += 4; }
+  f64(v: number): void { this.room(8); this.view.setFloat64(this.length, v, true); this.length += 8; }
+  u64(v: bigint | number): void { this.room(8); this.view.setBigUint64(this.length, BigInt(v), true); this.length += 8; }
+  i64(v: bigint): void { this.room(8); this.view.setBigInt64(this.length, v, true); this.length += 8; }
   str(s: string): void {
-    const b = Buffer.from(s, 'utf8');
+    const b = ByteWriter.utf8.encode(s);
     this.u64(b.length);
     this.room(b.length);
-    b.copy(this.buf, this.length);
+    this.buf.set(b, this.length);
     this.length += b.length;
   }
   padTo(alignment: number): void {
@@ -159,7 +165,7 @@ class ByteWriter {
     this.buf.fill(0, this.length, this.length + n);
     this.length += n;
   }
-  bytes(): Buffer { return this.buf.subarray(0, this.length); }
+  bytes(): Uint8Array { return this.buf.subarray(0, this.length); }
 }
 
 function checkInt(key: string, v: number, lo: number, hi: number, type: string): void {
@@ -213,13 +219,14 @@ function storedType(t: GgufTensorIn, opts: GgufWriteOptions): GgufTensorType {
 const CHUNK_ELEMS = 1 << 20;
 
 /**
- * Writes a GGUF v3 file. `general.alignment` (32) is written first unless `kv` has it (then it
- * must be 32). The file appears complete or not at all: it is streamed to a temp file beside
- * `file`, fsynced and renamed. Mistakes in the arguments (duplicate names, a shape that does not
- * match the data, an out-of-range integer) are programming errors (plain Error); write failures
- * of the file system become one-line UserErrors.
+ * The bytes of a GGUF v3 file, in pieces (the header, then each tensor's data in chunks and its
+ * padding), so a large file is never held whole: writeGguf streams them to disk, the browser
+ * (src/web) hands them to a Blob. `general.alignment` (32) comes first unless `kv` has it (then
+ * it must be 32). Mistakes in the arguments (duplicate names, a shape that does not match the
+ * data, an out-of-range integer) are programming errors (plain Error), thrown before the first
+ * piece.
  */
-export function writeGguf(file: string, kv: readonly GgufKv[], tensors: readonly GgufTensorIn[], opts: GgufWriteOptions = {}): void {
+export function ggufChunks(kv: readonly GgufKv[], tensors: readonly GgufTensorIn[], opts: GgufWriteOptions = {}): Iterable<Uint8Array> {
   const keys = new Set<string>();
   for (const p of kv) {
     if (keys.has(p.key)) throw new Error(`GGUF key ${JSON.stringify(p.key)} given twice`);
@@ -233,7 +240,7 @@ export function writeGguf(file: string, kv: readonly GgufKv[], tensors: readonly
   const layout = tensors.map((t) => {
     if (names.has(t.name)) throw new Error(`GGUF tensor ${JSON.stringify(t.name)} given twice`);
     names.add(t.name);
-    if (Buffer.byteLength(t.name, 'utf8') > MAX_NAME_BYTES) throw new Error(`GGUF tensor name ${JSON.stringify(t.name)} is longer than ${MAX_NAME_BYTES} bytes`);
+    if (new TextEncoder().encode(t.name).length > MAX_NAME_BYTES) throw new Error(`GGUF tensor name ${JSON.stringify(t.name)} is longer than ${MAX_NAME_BYTES} bytes`);
     if (t.shape.length < 1 || t.shape.length > MAX_DIMS) throw new Error(`GGUF tensor ${t.name}: ${t.shape.length} dimensions (1..${MAX_DIMS} allowed)`);
     let n = 1;
     for (const d of t.shape) {
@@ -266,6 +273,30 @@ export function writeGguf(file: string, kv: readonly GgufKv[], tensors: readonly
   }
   w.padTo(GGUF_ALIGNMENT);
 
+  const header = w.bytes();
+  return (function* pieces(): Generator<Uint8Array> {
+    yield header;
+    const zeros = new Uint8Array(GGUF_ALIGNMENT);
+    for (const l of layout) {
+      const d = l.t.data;
+      for (let s = 0; s < d.length; s += CHUNK_ELEMS) {
+        const part = d.subarray(s, Math.min(d.length, s + CHUNK_ELEMS));
+        const bytes = l.type === 'F16' ? f32ToF16(part) : part;
+        yield new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      }
+      const pad = (GGUF_ALIGNMENT - (l.nbytes % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
+      if (pad > 0) yield zeros.subarray(0, pad);
+    }
+  })();
+}
+
+/**
+ * Writes a GGUF v3 file (ggufChunks). The file appears complete or not at all: it is streamed to
+ * a temp file beside `file`, fsynced and renamed. Write failures of the file system become
+ * one-line UserErrors.
+ */
+export function writeGguf(file: string, kv: readonly GgufKv[], tensors: readonly GgufTensorIn[], opts: GgufWriteOptions = {}): void {
+  const chunks = ggufChunks(kv, tensors, opts);
   const tmp = tempPathFor(file);
   let fd: number | null = null;
   try {
@@ -275,18 +306,7 @@ export function writeGguf(file: string, kv: readonly GgufKv[], tensors: readonly
       let off = 0;
       while (off < b.byteLength) off += fs.writeSync(out, b, off, b.byteLength - off);
     };
-    put(w.bytes());
-    const zeros = new Uint8Array(GGUF_ALIGNMENT);
-    for (const l of layout) {
-      const d = l.t.data;
-      for (let s = 0; s < d.length; s += CHUNK_ELEMS) {
-        const part = d.subarray(s, Math.min(d.length, s + CHUNK_ELEMS));
-        const bytes = l.type === 'F16' ? f32ToF16(part) : part;
-        put(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      }
-      const pad = (GGUF_ALIGNMENT - (l.nbytes % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
-      if (pad > 0) put(zeros.subarray(0, pad));
-    }
+    for (const piece of chunks) put(piece);
     fs.fsyncSync(out);
     fs.closeSync(out);
     fd = null;

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomicSync } from '../util/atomic.js';
 
@@ -41,8 +40,9 @@ const DTYPE_BYTES: Record<StDtype, number> = { F32: 4, F64: 8, I32: 4, U8: 1, F1
 const MAX_HEADER_BYTES = 100 << 20;
 
 function assertLittleEndian(): void {
-  // Typed arrays use the platform's byte order; every platform Node runs on today is little-endian.
-  if (os.endianness() !== 'LE') throw new Error('safetensors: big-endian platforms are not supported');
+  // Typed arrays use the platform's byte order; every platform Node and browsers run on today is
+  // little-endian. Checked on a typed array (not os.endianness()) so browsers can run this too.
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('safetensors: big-endian platforms are not supported');
 }
 
 /** The dtype of a typed array; Uint16Array is ambiguous (F16 or BF16), so `declared` must say which. */
@@ -160,10 +160,11 @@ export function encodeSafetensors(
     header[t.name] = { dtype: dtypeOf(t.data, t.dtype), shape: [...t.shape], data_offsets: [offset, end] };
     offset = end;
   }
+  // TextEncoder, not Buffer: the browser build (src/web) encodes with this function too.
   let json = JSON.stringify(header);
-  const jsonBytes = Buffer.byteLength(json, 'utf8');
+  const jsonBytes = new TextEncoder().encode(json).length;
   json += ' '.repeat((8 - ((8 + jsonBytes) % 8)) % 8);
-  const headerBytes = Buffer.from(json, 'utf8');
+  const headerBytes = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + headerBytes.length + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);

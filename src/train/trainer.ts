@@ -93,11 +93,20 @@ export class DivergedError extends UserError {
   }
 }
 
-interface StepStats {
+export interface StepStats {
   loss: number;
   gradNorm: number;
   lr: number;
 }
+
+/**
+ * What one step touches: a Session has it, and so does the browser's trainer (src/web/app),
+ * whose tokens live in memory instead of a dataset folder.
+ */
+export type StepSession = Pick<Session, 'model' | 'inputs' | 'targets' | 'config' | 'step' | 'optimizer'> & {
+  loader: Pick<Session['loader'], 'nextBatch'>;
+  backend: Pick<Session['backend'], 'kernels'>;
+};
 
 /**
  * One optimizer step: grad_accum micro-batches (forward, backward scaled by 1/grad_accum),
@@ -105,7 +114,7 @@ interface StepStats {
  * past spike_factor times its recent average, the update is not applied and the step returns
  * what was wrong instead, so the weights never take a bad step.
  */
-function trainStep(s: Session, lr: number, average: LossAverage): StepStats | string {
+export function trainStep(s: StepSession, lr: number, average: LossAverage): StepStats | string {
   const { model, loader, inputs, targets, config } = s;
   const accum = config.train.grad_accum;
   model.zeroGrad();

@@ -4,8 +4,7 @@
 'use strict';
 (function () {
   const RUN_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b', '#e377c2'];
-  const BASE_COLORS = { uniform: '#bbbbbb', unigram: '#999999', bigram: '#777777', trigram: '#444444' };
-  const BASE_ORDER = ['trigram', 'bigram', 'unigram', 'uniform'];
+  const { baselineLinesOf, rangeWithBaselines, baselineDrawHook } = window.PocketlmCharts; // charts.js
 
   const state = {
     selected: [], // run ids shown (overlaid), in order
@@ -175,9 +174,7 @@
       else sets.set(key, { b, ids: [id] });
     }
     const out = [];
-    for (const { b, ids } of sets.values()) {
-      for (const k of BASE_ORDER) out.push({ name: k + (sets.size > 1 ? ` (${ids.join(', ')})` : ''), y: unit === 'bpb' ? b[k].bpb : b[k].nats, color: BASE_COLORS[k] });
-    }
+    for (const { b, ids } of sets.values()) out.push(...baselineLinesOf(b, unit, sets.size > 1 ? ` (${ids.join(', ')})` : ''));
     return out;
   }
 
@@ -222,16 +219,7 @@
         title, width, height,
         scales: {
           x: { time: false },
-          y: {
-            range: (u, min, max) => {
-              const ys = base.map((b) => b.y);
-              let lo = Math.min(min ?? Infinity, ...ys), hi = Math.max(max ?? -Infinity, ...ys);
-              if (!Number.isFinite(lo) || !Number.isFinite(hi)) { lo = 0; hi = 1; }
-              if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
-              const pad = (hi - lo) * 0.05;
-              return [lo - pad, hi + pad];
-            },
-          },
+          y: { range: rangeWithBaselines(base) },
         },
         axes: [
           { values: state.x === 'time' ? (u, vals) => vals.map(fmtDuration) : state.x === 'tokens' ? (u, vals) => vals.map(fmtCount) : undefined },
@@ -239,29 +227,7 @@
         ],
         series,
         hooks: {
-          draw: [(u) => {
-            const ctx = u.ctx;
-            let drawn = 0;
-            ctx.save();
-            ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
-            ctx.lineWidth = devicePixelRatio;
-            ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-            for (const b of base) {
-              const y = u.valToPos(b.y, 'y', true);
-              if (y < u.bbox.top || y > u.bbox.top + u.bbox.height) continue;
-              ctx.strokeStyle = b.color;
-              ctx.beginPath();
-              ctx.moveTo(u.bbox.left, y);
-              ctx.lineTo(u.bbox.left + u.bbox.width, y);
-              ctx.stroke();
-              ctx.fillStyle = b.color;
-              ctx.textAlign = 'right';
-              ctx.fillText(`${b.name} ${b.y.toFixed(3)}`, u.bbox.left + u.bbox.width - 4, y - 3 * devicePixelRatio);
-              drawn++;
-            }
-            ctx.restore();
-            u.root.parentElement.dataset.baselinesDrawn = String(drawn);
-          }],
+          draw: [baselineDrawHook(base)],
         },
       };
       box.replaceChildren();

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import v8 from 'node:v8';
+import { enableRelaxedSimd, preferOptimizingCompiler, readWasmBuild } from './platform.js';
+import type { WasmBuild } from './platform-types.js';
 
 /** The functions assembly/index.ts exports (pointers are byte offsets in the shared memory). */
 export type WasmFn = (...args: number[]) => number;
@@ -28,27 +28,6 @@ const RELAXED_PROBE = new Uint8Array([
   0x1a, 0x0b,
 ]);
 
-/**
- * Node 20's V8 keeps relaxed SIMD behind a flag that NODE_OPTIONS refuses, so it is set
- * here, before anything is validated or compiled. V8 flags are process-wide and the
- * setting is idempotent, so calling this more than once is harmless.
- */
-function enableRelaxedSimd(): void {
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 22) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-}
-
-/**
- * V8 first runs wasm through its baseline compiler (Liftoff) and swaps in optimized code
- * only for later calls: a kernel that runs one long loop per call (cross-entropy over a
- * whole batch) stays 2-3x slower for many calls, and the gemm micro-kernel for the first
- * products. These modules are small (tens of KB), so compiling them optimized up front
- * costs a few milliseconds once. The flag is read when a module is compiled.
- */
-function preferOptimizingCompiler(): void {
-  v8.setFlagsFromString('--no-liftoff');
-}
-
 /** Which WebAssembly SIMD features this engine has, found by validating tiny modules. */
 export function wasmFeatures(): { simd: boolean; relaxedSimd: boolean } {
   enableRelaxedSimd();
@@ -56,12 +35,8 @@ export function wasmFeatures(): { simd: boolean; relaxedSimd: boolean } {
   return { simd, relaxedSimd: simd && WebAssembly.validate(RELAXED_PROBE) };
 }
 
-export type WasmBuild = 'relaxed' | 'simd';
-
-/** Path of a build made by scripts/build-wasm.mjs (dist/wasm/, beside this file's dist/kernels/wasm/). */
-export function wasmPath(build: WasmBuild): URL {
-  return new URL(`../../wasm/kernels-${build}.wasm`, import.meta.url);
-}
+export type { WasmBuild } from './platform-types.js';
+export { wasmPath } from './platform.js';
 
 /**
  * Compiles the kernels module: the relaxed-SIMD build when the engine validates it,
@@ -73,12 +48,7 @@ export function compileKernels(build?: WasmBuild): { module: WebAssembly.Module;
   const chosen: WasmBuild = build ?? (feats.relaxedSimd ? 'relaxed' : 'simd');
   if (chosen === 'relaxed' && !feats.relaxedSimd) throw new Error('this JavaScript engine has no relaxed SIMD');
   preferOptimizingCompiler();
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(wasmPath(chosen));
-  } catch {
-    throw new Error(`wasm kernels not built: ${wasmPath(chosen).pathname} is missing (run npm run build:wasm)`);
-  }
+  const bytes = readWasmBuild(chosen);
   return { module: new WebAssembly.Module(bytes as unknown as BufferSource), build: chosen };
 }
 

@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import { spawnPoolWorker } from './platform.js';
+import type { PoolWorkerHandle } from './platform-types.js';
 import { ARGS_F64, CLAIM, CTRL_BYTES, DONE, ERR, MAX_ARGS, OP, PARK, QUIT_OP, RESULT_F64, SEQ, type PoolOp, POOL_OPS } from './ops.js';
 
 /**
@@ -8,7 +9,7 @@ import { ARGS_F64, CLAIM, CTRL_BYTES, DONE, ERR, MAX_ARGS, OP, PARK, QUIT_OP, RE
  * copies: one dispatch costs a few microseconds plus the wake-up.
  */
 export class WorkerPool {
-  private readonly workers: Worker[] = [];
+  private readonly workers: PoolWorkerHandle[] = [];
   private readonly i32: Int32Array[] = [];
   private readonly f64: Float64Array[] = [];
   private disposed = false;
@@ -28,16 +29,10 @@ export class WorkerPool {
       const ctrl = opts.ctrl + w * CTRL_BYTES;
       pool.i32.push(new Int32Array(opts.memory.buffer, ctrl, CTRL_BYTES / 4));
       pool.f64.push(new Float64Array(opts.memory.buffer, ctrl, CTRL_BYTES / 8));
-      const worker = new Worker(new URL('./worker.js', import.meta.url), {
-        workerData: { module: opts.module, memory: opts.memory, arenaBase: opts.arenaBase, ctrl, spinMs: opts.spinMs ?? 0.2 },
-      });
-      // An idle pool must not keep the process alive.
-      worker.unref();
+      // worker_threads under Node, Web Workers in a browser (platform.ts / platform.web.ts)
+      const worker = spawnPoolWorker({ module: opts.module, memory: opts.memory, arenaBase: opts.arenaBase, ctrl, spinMs: opts.spinMs ?? 0.2 });
       pool.workers.push(worker);
-      ready.push(new Promise<void>((resolve, reject) => {
-        worker.once('message', () => resolve());
-        worker.once('error', reject);
-      }));
+      ready.push(worker.ready);
     }
     try {
       await Promise.all(ready);
