@@ -6,9 +6,10 @@ import { AttentionPlan, attentionBackward, attentionForward, defaultCausalBlock 
 import { headDim, validateModelConfig, type ModelConfig } from './config.js';
 import { planLayout, weightViews, type ModelWeights, type ParamTensor, type PlannedTensor } from './layout.js';
 import { lmHeadBackward, lmHeadForward } from './linear.js';
-import { mlpBackward, mlpForward, type MlpPlan } from './mlp.js';
+import { mlpBackward, type MlpPlan } from './mlp.js';
 import { mulberry32, normalSampler } from './rng.js';
 import { dropoutBackward, dropoutForward, dropoutStream, dropoutThreshold } from './dropout.js';
+import { blockFinish, blockNormIn, type BlockDropout, type BlockPlan } from './block.js';
 
 export type { ParamTensor } from './layout.js';
 
@@ -53,6 +54,10 @@ export class GPT {
   private readonly acts: Activations;
   private readonly attn: AttentionPlan[];
   private readonly mlp: MlpPlan[];
+  /** Per layer: the block's buffers for the shared forward code (block.ts). */
+  private readonly blocks: BlockPlan[];
+  /** Per layer: its dropout streams for the forward in progress (objects made once). */
+  private readonly blockDrops: BlockDropout[];
   /** Our own copies of the ids (arena memory, so every backend can read them). */
   private readonly inputIds: Int32Array;
   private readonly targetIds: Int32Array;
@@ -120,6 +125,8 @@ export class GPT {
     this.acts = a;
     this.attn = [];
     this.mlp = [];
+    this.blocks = [];
+    this.blockDrops = [];
     // With dropout the branches back-propagate the MASKED residual gradient, written into the
     // y scratch (free during backward); without, they read dres itself as before.
     const branchDy = this.dropP > 0 ? a.y : a.dres;
@@ -142,6 +149,12 @@ export class GPT {
         },
         recompute: a.recompute,
       });
+      const lw = this.w.layers[l]!;
+      this.blocks.push({
+        C, eps: config.norm_eps, res: la.res, ln1: la.ln1, rstd1: la.rstd1, y: a.y, mid: la.mid, ln2: la.ln2, rstd2: la.rstd2,
+        out: l + 1 < config.n_layer ? a.layers[l + 1]!.res : a.resFinal, attnNorm: lw.attnNorm, mlpNorm: lw.mlpNorm, mlp: this.mlp[l]!,
+      });
+      this.blockDrops.push({ threshold: this.dropThreshold, attnStream: 0, mlpStream: 0 });
     }
     this.inputIds = arena.ints(batchSize * T);
     this.targetIds = arena.ints(batchSize * T);
@@ -244,17 +257,11 @@ export class GPT {
     k.embeddingForward(a.layers[0]!.res, this.inputIds, this.w.wte, N, C);
     if (drop) dropoutForward(k, a.layers[0]!.res, a.layers[0]!.res, N * C, p, streams[0]!);
     for (let l = 0; l < cfg.n_layer; l++) {
-      const la = a.layers[l]!;
-      const lw = this.w.layers[l]!;
-      const next = l + 1 < cfg.n_layer ? a.layers[l + 1]!.res : a.resFinal;
-      k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
+      const bd = this.blockDrops[l]!;
+      if (drop) { bd.attnStream = streams[1 + 2 * l]!; bd.mlpStream = streams[2 + 2 * l]!; }
+      blockNormIn(k, this.blocks[l]!, N);
       attentionForward(k, this.attn[l]!, B);
-      if (drop) dropoutForward(k, a.y, a.y, N * C, p, streams[1 + 2 * l]!);
-      k.add(la.mid, la.res, a.y, N * C);
-      k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
-      mlpForward(k, this.mlp[l]!, B);
-      if (drop) dropoutForward(k, a.y, a.y, N * C, p, streams[2 + 2 * l]!);
-      k.add(next, la.mid, a.y, N * C);
+      blockFinish(k, this.blocks[l]!, B, N, drop ? bd : null);
     }
     k.rmsnormForward(a.lnf, a.rstdf, a.resFinal, this.w.finalNorm, N, C, eps);
     lmHeadForward(k, a.logits, a.lnf, this.w.lmHead, N, C, V);
