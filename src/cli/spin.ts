@@ -65,7 +65,7 @@ export function registerSpin(program: Command): void {
       const checkpoint = parseCheckpointChoice('--checkpoint', f.checkpoint);
       await runSpin({ baseRun: f.run, outDir: f.out, resume: f.resume === true, backend, threads, checkpoint }, opts, (e) => {
         if (e.type === 'start') {
-          console.log(`${opts.control ? 'SPIN control' : 'SPIN'}: ${e.pairs} training pairs, ${e.evalPairs} held-out pairs${e.resumedAt > 0 ? `; resuming after iteration ${e.resumedAt}` : ''}`);
+          console.log(`${opts.control ? 'SPIN control' : 'SPIN'}: ${e.pairs} training pairs, ${e.evalPairs} held-out pairs${e.resumedAt !== null ? `; resuming after iteration ${e.resumedAt}` : ''}`);
           return;
         }
         console.log(spinLine(e.record));

@@ -67,7 +67,7 @@ export function registerStar(program: Command): void {
       opts.batch = f.batch !== undefined ? whole('--batch', f.batch, 1) : 0;
       await runStar({ baseRun: f.run, outDir: f.out, resume: f.resume === true, backend, threads, checkpoint }, opts, (e) => {
         if (e.type === 'start') {
-          console.log(`${opts.control ? 'STaR control' : 'STaR'}: ${e.pool} training prompts, ${e.heldOut} held-out prompts${e.resumedAt > 0 ? `; resuming after iteration ${e.resumedAt}` : ''}`);
+          console.log(`${opts.control ? 'STaR control' : 'STaR'}: ${e.pool} training prompts, ${e.heldOut} held-out prompts${e.resumedAt !== null ? `; resuming after iteration ${e.resumedAt}` : ''}`);
           return;
         }
         console.log(starLine(e.record));

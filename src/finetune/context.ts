@@ -291,9 +291,9 @@ export function settleState<O extends object>(ctx: FinetuneContext, c: FinetuneC
   }
 }
 
-/** Iterations finished according to the output folder's checkpoint (0: none yet). */
+/** The last iteration finished according to the output folder's checkpoint (-1: none yet, not even the base's measurement). */
 export function iterationsDone(outDir: string): number {
-  return readManifest(outDir)?.finetune?.iteration ?? 0;
+  return readManifest(outDir)?.finetune?.iteration ?? -1;
 }
 
 /** Optimizer steps taken so far according to the output folder's checkpoint. */
@@ -301,7 +301,7 @@ export function stepsDone(outDir: string): number {
   return readManifest(outDir)?.step ?? 0;
 }
 
-/** Keeps the log lines of iterations up to `done` (a kill between the log line and the checkpoint leaves one more). */
+/** Keeps the log lines of iterations up to `done` (-1: none) (a kill between the log line and the checkpoint leaves one more). */
 export function truncateIterationLog(file: string, done: number): void {
   if (!fs.existsSync(file)) return;
   const keep = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').filter((l) => {

@@ -64,7 +64,7 @@ export interface SpinRecord {
   seconds: number;
 }
 
-export type SpinEvent = { type: 'start'; resumedAt: number; pairs: number; evalPairs: number } | { type: 'record'; record: SpinRecord };
+export type SpinEvent = { type: 'start'; /** The last iteration finished before this resume, or null for a new run. */ resumedAt: number | null; pairs: number; evalPairs: number } | { type: 'record'; record: SpinRecord };
 
 interface Pair { prompt: number[]; real: number[]; synthetic: number[] }
 
@@ -149,9 +149,9 @@ export async function runSpin(c: FinetuneCommon, o: SpinOptions, onEvent: (e: Sp
     const evalPairs = makePairs(ctx, splitStories(ctx, 'val'), o.evalPairs, o.promptWords);
     if (trainPairs.length === 0) throw new UserError(`no training story has more than ${o.promptWords} words`);
     const log = runPaths(c.outDir).log;
-    const done = c.resume ? iterationsDone(c.outDir) : 0;
-    truncateIterationLog(log, c.resume ? done : -1);
-    onEvent({ type: 'start', resumedAt: done, pairs: trainPairs.length, evalPairs: evalPairs.length });
+    const done = c.resume ? iterationsDone(c.outDir) : -1;
+    truncateIterationLog(log, done);
+    onEvent({ type: 'start', resumedAt: done < 0 ? null : done, pairs: trainPairs.length, evalPairs: evalPairs.length });
     const records: SpinRecord[] = [];
     const t0 = Date.now();
     let totalSteps = c.resume ? stepsDone(c.outDir) : 0;
@@ -172,7 +172,7 @@ export async function runSpin(c: FinetuneCommon, o: SpinOptions, onEvent: (e: Sp
       records.push(record);
       onEvent({ type: 'record', record });
     };
-    if (done === 0) finish(0, 0, null, null, null);
+    if (done < 0) finish(0, 0, null, null, null);
     for (let it = Math.max(1, done + 1); it <= o.iterations; it++) {
       ref.params.set(ctx.model.params);
       const evalSet = synthesize(ctx, evalPairs, o.seed, 2 * it, sampleOpts);

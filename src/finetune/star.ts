@@ -64,7 +64,7 @@ export interface StarRecord {
 }
 
 export type StarEvent =
-  | { type: 'start'; resumedAt: number; pool: number; heldOut: number }
+  | { type: 'start'; /** The last iteration finished before this resume, or null for a new run. */ resumedAt: number | null; pool: number; heldOut: number }
   | { type: 'record'; record: StarRecord; examples: WordsScore['results'] };
 
 /** Held-out prompts: the first `n` validation stories with enough content words. */
@@ -108,9 +108,9 @@ export async function runStar(c: FinetuneCommon, o: StarOptions, onEvent: (e: St
     const held = heldOutPrompts(splitStories(ctx, 'val'), words.vocabulary, count, o.prompts);
     const pool = promptsFromStories(splitStories(ctx, 'train'), vocab, count, o.pool, 'star-pool');
     const log = runPaths(c.outDir).log;
-    const done = c.resume ? iterationsDone(c.outDir) : 0;
-    truncateIterationLog(log, c.resume ? done : -1);
-    onEvent({ type: 'start', resumedAt: done, pool: pool.length, heldOut: held.length });
+    const done = c.resume ? iterationsDone(c.outDir) : -1;
+    truncateIterationLog(log, done);
+    onEvent({ type: 'start', resumedAt: done < 0 ? null : done, pool: pool.length, heldOut: held.length });
     const records: StarRecord[] = [];
     const t0 = Date.now();
     let totalSteps = c.resume ? stepsDone(c.outDir) : 0;
@@ -129,7 +129,7 @@ export async function runStar(c: FinetuneCommon, o: StarOptions, onEvent: (e: St
       onEvent({ type: 'record', record, examples: score.results });
       return record;
     };
-    if (done === 0) measure(0, 0, 0, 0, 0, Number.NaN);
+    if (done < 0) measure(0, 0, 0, 0, 0, Number.NaN);
     for (let it = Math.max(1, done + 1); it <= o.iterations; it++) {
       let examples: Example[];
       let sampled = 0;
