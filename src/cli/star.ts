@@ -7,7 +7,7 @@ import { choiceFlag, intFlag, MAX_THREADS, numberFlag as num, optional } from '.
 interface StarFlags {
   run: string; out: string; iterations: string; samples: string; pool: string; steps: string; batch?: string; lr: string;
   prompts: string; temperature: string; topK: string; maxTokens: string; seed: string; control?: boolean; resume?: boolean;
-  backend: string; threads?: string; checkpoint: string; examples: string; words?: string;
+  backend: string; threads?: string; checkpoint: string; examples: string; words?: string; minWords: string;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -36,6 +36,7 @@ export function registerStar(program: Command): void {
     .option('--top-k <k>', 'keep the k most likely tokens (0 = all)', '40')
     .option('--max-tokens <n>', 'tokens per story at most', '200')
     .option('--seed <s>', 'seed of every sample and batch order', '1')
+    .option('--min-words <n>', 'a story must have at least this many words to succeed', '20')
     .option('--words <n>', 'required words per prompt (default: as many as the training documents had)')
     .option('--control', 'the control: fine-tune on the pool\'s real stories instead, the same number of steps')
     .option('--resume', 'continue the run in --out after its last finished iteration')
@@ -59,6 +60,7 @@ export function registerStar(program: Command): void {
         seed: intFlag('--seed', f.seed, 0, 2 ** 32 - 1),
         control: f.control === true,
         words: optional(f.words, (v) => whole('--words', v, 1)) ?? 0,
+        minWords: whole('--min-words', f.minWords, 0),
       };
       const examples = whole('--examples', f.examples, 0);
       const backend = choiceFlag('--backend', f.backend, BACKENDS);

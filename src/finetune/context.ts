@@ -52,8 +52,10 @@ export interface TaskContext {
 export interface FinetuneContext {
   run: OpenedRun;
   model: GPT;
-  /** Rows per training batch (= model.batchSize). */
+  /** Rows per training batch (<= model.batchSize). */
   rows: number;
+  /** Rows per validation batch: the base run's train.batch_size. */
+  evalRows: number;
   decoder: BatchDecoder;
   datasetDir: string;
   meta: DatasetMeta;
@@ -100,10 +102,13 @@ export async function openTask(runDir: string, o: { checkpoint?: CheckpointChoic
  */
 export async function openFinetune(c: FinetuneCommon, rows: number): Promise<FinetuneContext> {
   if (path.resolve(c.baseRun) === path.resolve(c.outDir)) throw new UserError(`--out must be a new folder, not the base run ${c.baseRun} (the base run is never changed)`);
-  const run = await openRun(c.baseRun, { backend: c.backend, threads: c.threads, batchSize: rows, checkpoint: c.checkpoint ?? 'best' });
+  // The model holds at least the base's batch: validation then uses the very windows (and batches)
+  // of the base's training log and of `pocketlm eval`, so the numbers compare exactly.
+  const evalRows = baseBatchSize(c.baseRun);
+  const run = await openRun(c.baseRun, { backend: c.backend, threads: c.threads, batchSize: Math.max(rows, evalRows), checkpoint: c.checkpoint ?? 'best' });
   let claim: RunClaim | null = null;
   try {
-    checkMemoryPlan(trainingMemoryPlan({ ...run.config, train: { ...run.config.train, batch_size: rows }, optim: { ...run.config.optim, name: 'adamw' } }, { backend: c.backend, threads: c.threads }));
+    checkMemoryPlan(trainingMemoryPlan({ ...run.config, train: { ...run.config.train, batch_size: Math.max(rows, evalRows) }, optim: { ...run.config.optim, name: 'adamw' } }, { backend: c.backend, threads: c.threads }));
     claim = claimRunFolder(c.outDir, c.resume);
     const paths = runPaths(c.outDir);
     if (c.resume) {
@@ -118,11 +123,11 @@ export async function openFinetune(c: FinetuneCommon, rows: number): Promise<Fin
     const meta = readMeta(datasetDir);
     if (meta.tokenizer.hash !== run.manifest.dataset.tokenizer_hash) throw new UserError(`the dataset in ${datasetDir} was prepared again with another tokenizer than ${c.baseRun}'s`);
     const T = run.config.model.seq_len;
-    const valBatches = fixedValBatches(path.join(datasetDir, meta.splits.val.file), { seqLen: T, batchSize: rows, count: Math.max(1, run.config.train.eval_batches) });
+    const valBatches = fixedValBatches(path.join(datasetDir, meta.splits.val.file), { seqLen: T, batchSize: evalRows, count: Math.max(1, run.config.train.eval_batches) });
     const decoder = new BatchDecoder(run.model, run.backend.kernels, run.backend.arena, DECODER_ROWS, T);
     const held = claim;
     return {
-      run, model: run.model, rows, decoder, datasetDir, meta, valBatches, claim,
+      run, model: run.model, rows, evalRows, decoder, datasetDir, meta, valBatches, claim,
       close: async () => { try { await run.close(); } finally { held.release(); } },
     };
   } catch (e) {
@@ -166,7 +171,8 @@ export function readWordsFile(datasetDir: string, runDir: string): WordsFile {
 
 /** Validation loss (nats/token) and bits per byte on the dataset's validation split (plain stories). */
 export function validate(ctx: FinetuneContext): { loss: number; bpb: number } {
-  const loss = meanLoss(ctx.model, ctx.valBatches, ctx.rows, ctx.run.inputs, ctx.run.targets);
+  const n = ctx.evalRows * ctx.run.config.model.seq_len;
+  const loss = meanLoss(ctx.model, ctx.valBatches, ctx.evalRows, ctx.run.inputs.subarray(0, n), ctx.run.targets.subarray(0, n));
   return { loss, bpb: bitsPerByte(loss, ctx.meta, 'val') };
 }
 

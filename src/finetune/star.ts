@@ -41,6 +41,8 @@ export interface StarOptions {
   control: boolean;
   /** Required words per prompt (0: the dataset's words.json count, what the base saw in training). */
   words: number;
+  /** The verifier's "enough words" (default WORDS_MIN_WORDS). */
+  minWords?: number;
 }
 
 export interface StarRecord {
@@ -101,7 +103,7 @@ export async function runStar(c: FinetuneCommon, o: StarOptions, onEvent: (e: St
     settleState(ctx, c, 'star', o);
     const words = readWordsFile(ctx.datasetDir, c.baseRun);
     const vocab = new Set(words.vocabulary);
-    const minWords = WORDS_MIN_WORDS;
+    const minWords = o.minWords ?? WORDS_MIN_WORDS;
     const T = ctx.run.config.model.seq_len;
     const sampleOpts: SampleOptions = { temperature: o.temperature, topK: o.topK, maxTokens: o.maxTokens };
     const count = o.words || words.count;
