@@ -100,15 +100,18 @@ export async function openTask(runDir: string, o: { checkpoint?: CheckpointChoic
  * there so `sample` and `eval` can read it. With resume the weights come from the output folder's
  * checkpoint, else from the base run's.
  */
-export async function openFinetune(c: FinetuneCommon, rows: number): Promise<FinetuneContext> {
+export async function openFinetune(c: FinetuneCommon, rows: number, frozenModels = 0): Promise<FinetuneContext> {
   if (path.resolve(c.baseRun) === path.resolve(c.outDir)) throw new UserError(`--out must be a new folder, not the base run ${c.baseRun} (the base run is never changed)`);
   // The model holds at least the base's batch: validation then uses the very windows (and batches)
   // of the base's training log and of `pocketlm eval`, so the numbers compare exactly.
   const evalRows = baseBatchSize(c.baseRun);
+  const cfg = loadConfig({ file: runPaths(c.baseRun).config });
+  // planned before anything is allocated: the model with its optimizer, the batched decoder, SPIN's reference
+  checkMemoryPlan(trainingMemoryPlan({ ...cfg, train: { ...cfg.train, batch_size: Math.max(rows, evalRows) }, optim: { ...cfg.optim, name: 'adamw' } },
+    { backend: c.backend, threads: c.threads, decoderRows: DECODER_ROWS, frozenModels }), { subject: `fine-tuning ${c.baseRun}` });
   const run = await openRun(c.baseRun, { backend: c.backend, threads: c.threads, batchSize: Math.max(rows, evalRows), checkpoint: c.checkpoint ?? 'best' });
   let claim: RunClaim | null = null;
   try {
-    checkMemoryPlan(trainingMemoryPlan({ ...run.config, train: { ...run.config.train, batch_size: Math.max(rows, evalRows) }, optim: { ...run.config.optim, name: 'adamw' } }, { backend: c.backend, threads: c.threads }));
     claim = claimRunFolder(c.outDir, c.resume);
     const paths = runPaths(c.outDir);
     if (c.resume) {

@@ -138,7 +138,7 @@ function margins(ctx: FinetuneContext, ref: GPT, pairs: readonly Pair[]): { marg
 export async function runSpin(c: FinetuneCommon, o: SpinOptions, onEvent: (e: SpinEvent) => void): Promise<SpinRecord[]> {
   const rows = 2 * o.batchPairs;
   if (o.batchPairs < 1) throw new UserError(`--batch-pairs must be at least 1, got ${o.batchPairs}`);
-  const ctx = await openFinetune(c, rows);
+  const ctx = await openFinetune(c, rows, 1);
   try {
     settleState(ctx, c, 'spin', o);
     const { backend, config } = ctx.run;
