@@ -24,8 +24,3 @@ export function writeRow(e: Example, T: number, r: number, inputs: Int32Array, t
     targets[r * T + t] = next >= P && next < seq.length ? seq[next]! : IGNORE_ID;
   }
 }
-
-/** How many completion tokens of `e` a row of T scores. */
-export function scoredTokens(e: Example, T: number): number {
-  return Math.max(0, Math.min(e.prompt.length + e.completion.length, T + 1) - e.prompt.length);
-}
