@@ -8,6 +8,8 @@ import { registerBaselines } from './baselines.js';
 import { registerTrain } from './train.js';
 import { registerSample } from './sample.js';
 import { registerEval } from './eval.js';
+import { registerStar } from './star.js';
+import { registerSpin } from './spin.js';
 import { registerResearch } from './research.js';
 import { registerExport } from './export.js';
 import { registerImport } from './import.js';
@@ -35,6 +37,8 @@ program
 registerTrain(program);
 registerSample(program);
 registerEval(program);
+registerStar(program);
+registerSpin(program);
 registerResearch(program);
 registerExport(program);
 registerImport(program);

@@ -11,6 +11,7 @@ import { byteTokenizer, byteTokenizerApi } from './testing.js';
 import { fileSource } from './sources.js';
 import { tinystoriesSampleDir } from '../util/paths.js';
 import { UserError } from '../util/errors.js';
+import { parseWordsDocument, verifyStory } from '../tasks/words.js';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'plm-prep-'));
@@ -189,4 +190,35 @@ test('defect: leftovers in the dataset cache (a folder without meta.json, dead b
     if (saved === undefined) delete process.env.POCKETLM_CACHE; else process.env.POCKETLM_CACHE = saved;
     fs.rmSync(dir, { recursive: true });
   }
+});
+
+test('wordsFraction: that share of train documents becomes `Words: ...\\nStory: ...` with words from the story; validation stays plain; words.json', async () => {
+  const dir = tmpDir();
+  const trainDocs = sampleStories(dir, 'train.txt', 'train-00.txt', 300);
+  const valDocs = sampleStories(dir, 'val.txt', 'valid-00.txt', 40);
+  const api = byteTokenizerApi();
+  const base = { data: [path.join(dir, 'train.txt')], val: [path.join(dir, 'val.txt')], vocabSize: 300, tokenizerApi: api };
+  const r = await prepareDataset({ ...base, out: path.join(dir, 'out'), wordsFraction: 0.4 });
+  const words = JSON.parse(fs.readFileSync(path.join(r.dir, 'words.json'), 'utf8')) as { fraction: number; count: number; vocabulary: string[] };
+  assert.equal(words.fraction, 0.4);
+  assert.ok(words.vocabulary.length > 50 && !words.vocabulary.includes('the'), `${words.vocabulary.length} words`);
+  const vocab = new Set(words.vocabulary);
+  const train = decodeDocs(path.join(r.dir, 'train.npy'), 256);
+  assert.equal(train.length, trainDocs.length);
+  let formatted = 0;
+  for (let i = 0; i < train.length; i++) {
+    const p = parseWordsDocument(train[i]!);
+    if (!p) { assert.equal(train[i], trainDocs[i]); continue; }
+    formatted++;
+    assert.equal(p.story, trainDocs[i]!.trim());
+    assert.equal(p.words.length, words.count);
+    for (const w of p.words) assert.ok(vocab.has(w) && verifyStory([w], p.story).missing.length === 0, w);
+  }
+  assert.ok(formatted > 0.3 * train.length && formatted < 0.5 * train.length, `${formatted} of ${train.length}`);
+  assert.deepEqual(decodeDocs(path.join(r.dir, 'val.npy'), 256), valDocs);
+  // without the option: another fingerprint, no words.json, every document plain
+  const plain = await prepareDataset({ ...base, out: path.join(dir, 'plain') });
+  assert.notEqual(plain.meta.fingerprint, r.meta.fingerprint);
+  assert.equal(fs.existsSync(path.join(plain.dir, 'words.json')), false);
+  assert.deepEqual(decodeDocs(path.join(plain.dir, 'train.npy'), 256), trainDocs);
 });

@@ -12,6 +12,7 @@ import { detach, expandPaths, fileSource, mobyDickSource, type DocSource } from 
 import { downloadTinyStories, DownloadError, DEFAULT_MAX_TRAIN_MB, type TinyStoriesFiles } from './download.js';
 import { tinystoriesSampleSources } from './bundled.js';
 import { defaultTokenizerApi, type DataTokenizer, type TokenizerApi } from './tokenizer-api.js';
+import { addContentWordCounts, contentVocabulary, DEFAULT_WORDS_OPTIONS, formatWordsDocument, isWordsDocument, selectWords } from '../tasks/words.js';
 
 /** Named datasets: TinyStories (downloaded; the bundled sample without network), its bundled sample, Moby Dick (bundled). */
 export const DATASET_NAMES = ['tinystories', 'tinystories-sample', 'moby-dick'] as const;
@@ -37,7 +38,25 @@ export interface PrepareOptions {
   force?: boolean;
   /** The tokenizer implementation (default: src/tokenizer); tests pass a stand-in. */
   tokenizerApi?: TokenizerApi;
+  /**
+   * Share of train documents written in the words-task format (`Words: a, b, c\nStory: ...`,
+   * src/tasks/words.ts), chosen by a hash of each text; 0 or absent = none. Validation stays
+   * plain stories. The content-word vocabulary is saved as words.json.
+   */
+  wordsFraction?: number;
 }
+
+/** words.json of a dataset prepared with wordsFraction > 0: what the words task needs to build prompts. */
+export interface WordsFile {
+  fraction: number;
+  count: number;
+  minCount: number;
+  /** Content words occurring at least minCount times in the train split, sorted. */
+  vocabulary: string[];
+}
+
+export const WORDS_FILE = 'words.json';
+
 
 /**
  * Progress of a phase; `notice`, when present, is one line for the user (e.g. that the
@@ -116,6 +135,8 @@ function installDataset(build: string, dir: string): void {
   try {
     fs.rmSync(path.join(dir, 'meta.json'), { force: true });
     for (const f of DATASET_FILES) fs.renameSync(path.join(build, f), path.join(dir, f));
+    if (fs.existsSync(path.join(build, WORDS_FILE))) fs.renameSync(path.join(build, WORDS_FILE), path.join(dir, WORDS_FILE));
+    else fs.rmSync(path.join(dir, WORDS_FILE), { force: true });
     fs.renameSync(path.join(build, 'meta.json'), path.join(dir, 'meta.json'));
     fsyncDir(dir);
     fs.rmdirSync(build);
@@ -133,7 +154,8 @@ async function buildDataset(
   // Pass 1 over train: which documents go to validation, and the text a new tokenizer learns from.
   const valKeys = new Set<string>();
   if (explicitVal) for (const src of sources.val) for (const d of src.docs()) valKeys.add(docKey(d));
-  const scan = scanTrain(sources.train, explicitVal ? valKeys : null, valFraction, opts.tokenizer ? 0 : tokTrainMb * 1e6, report);
+  const wordsFraction = opts.wordsFraction ?? 0;
+  const scan = scanTrain(sources.train, explicitVal ? valKeys : null, valFraction, opts.tokenizer ? 0 : tokTrainMb * 1e6, report, wordsFraction > 0);
   if (scan.total === 0) throw new UserError(`no documents found in ${sources.description}`);
   // Hash-split on a tiny corpus may send nothing to validation: then the lowest hash goes.
   const forcedVal = !explicitVal && scan.valCount === 0 ? scan.minKey : null;
@@ -163,14 +185,27 @@ async function buildDataset(
   const valSources = explicitVal ? sources.val : sources.train;
   const valStats = await writeSplit(path.join(dir, 'val.npy'), dtype, tok, api, opts.threads, valSources,
     explicitVal ? () => true : isVal, scan.valCount + (forcedVal ? 1 : 0), 'tokenize val', report);
+  let words: WordsFile | null = null;
+  let transform: ((doc: string) => string) | undefined;
+  if (wordsFraction > 0) {
+    const { count, minCount } = DEFAULT_WORDS_OPTIONS;
+    words = { fraction: wordsFraction, count, minCount, vocabulary: contentVocabulary(scan.wordCounts, minCount) };
+    const vocab = new Set(words.vocabulary);
+    transform = (doc) => {
+      if (!isWordsDocument(doc, wordsFraction)) return doc;
+      const chosen = selectWords(doc, vocab, count);
+      return chosen ? formatWordsDocument(chosen, doc) : doc;
+    };
+  }
   const trainStats = await writeSplit(path.join(dir, 'train.npy'), dtype, tok, api, opts.threads, sources.train,
-    (k) => !isVal(k), scan.total - scan.valCount, 'tokenize train', report);
+    (k) => !isVal(k), scan.total - scan.valCount, 'tokenize train', report, transform);
   if (valStats.documents === 0) throw new UserError(`no validation documents found in ${sources.val.map((s) => s.name).join(', ')}`);
   if (trainStats.documents === 0) {
     throw new UserError(`no train documents left in ${sources.description} after removing validation documents (all ${scan.total} are also in the validation set)`);
   }
 
   writeFileAtomicSync(path.join(dir, 'tokenizer.json'), `${JSON.stringify(tok.toJSON(), null, 2)}\n`);
+  if (words) writeFileAtomicSync(path.join(dir, WORDS_FILE), `${JSON.stringify(words)}\n`);
   const meta: DatasetMeta = {
     formatVersion: DATA_FORMAT_VERSION,
     pocketlmVersion: pocketlmVersion(),
@@ -279,6 +314,8 @@ function fingerprintOf(opts: PrepareOptions, s: ResolvedSources, valFraction: nu
     tokenizer: tokFp,
     valFraction: s.val.length ? null : valFraction,
     tokenizerTrainMb: opts.tokenizer ? null : tokTrainMb,
+    // only when set, so datasets prepared without it keep their fingerprint
+    ...(opts.wordsFraction ? { wordsFraction: opts.wordsFraction, words: DEFAULT_WORDS_OPTIONS } : {}),
   };
   return createHash('sha256').update(JSON.stringify(key)).digest('hex');
 }
@@ -295,10 +332,14 @@ function reusable(dir: string, fingerprint: string): DatasetMeta | null {
   }
 }
 
-interface TrainScan { total: number; valCount: number; minKey: string | null; tokenizerTexts: string[]; tokenizerBytes: number }
+interface TrainScan {
+  total: number; valCount: number; minKey: string | null; tokenizerTexts: string[]; tokenizerBytes: number;
+  /** Content-word counts over the train documents (only when counting was asked for). */
+  wordCounts: Map<string, number>;
+}
 
-function scanTrain(train: DocSource[], valKeys: Set<string> | null, valFraction: number, tokBytesCap: number, report: ProgressFn): TrainScan {
-  const scan: TrainScan = { total: 0, valCount: 0, minKey: null, tokenizerTexts: [], tokenizerBytes: 0 };
+function scanTrain(train: DocSource[], valKeys: Set<string> | null, valFraction: number, tokBytesCap: number, report: ProgressFn, countWords = false): TrainScan {
+  const scan: TrainScan = { total: 0, valCount: 0, minKey: null, tokenizerTexts: [], tokenizerBytes: 0, wordCounts: new Map() };
   let minFrac = 2;
   for (const src of train) {
     for (const d of src.docs()) {
@@ -308,6 +349,7 @@ function scanTrain(train: DocSource[], valKeys: Set<string> | null, valFraction:
       if (val) scan.valCount++;
       const f = keyFraction(k);
       if (f < minFrac) { minFrac = f; scan.minKey = k; }
+      if (!val && countWords) addContentWordCounts(d, scan.wordCounts);
       if (!val && scan.tokenizerBytes < tokBytesCap) {
         scan.tokenizerTexts.push(detach(d));
         scan.tokenizerBytes += Buffer.byteLength(d, 'utf8');
@@ -321,6 +363,7 @@ function scanTrain(train: DocSource[], valKeys: Set<string> | null, valFraction:
 async function writeSplit(
   target: string, dtype: 'uint16' | 'uint32', tok: DataTokenizer, api: TokenizerApi, threads: number | undefined,
   sources: DocSource[], keep: (key: string) => boolean, expectedDocs: number, phase: string, report: ProgressFn,
+  transform?: (doc: string) => string,
 ): Promise<SplitStats> {
   const writer = new NpyWriter(target, dtype);
   const stats: SplitStats = { file: path.basename(target), tokens: 0, bytes: 0, documents: 0 };
@@ -343,9 +386,10 @@ async function writeSplit(
     for (const src of sources) {
       for (const d of src.docs()) {
         if (!keep(docKey(d))) continue;
-        batch.push(detach(d));
-        chars += d.length;
-        stats.bytes += Buffer.byteLength(d, 'utf8');
+        const doc = transform ? transform(detach(d)) : detach(d);
+        batch.push(doc);
+        chars += doc.length;
+        stats.bytes += Buffer.byteLength(doc, 'utf8');
         if (chars >= BATCH_CHARS) await flush();
       }
     }

@@ -4,179 +4,225 @@ import { UserError } from '../util/errors.js';
 import { headDim } from './config.js';
 import type { GPT } from './gpt.js';
 import { linearForward, lmHeadForward } from './linear.js';
+import { blockFinish, blockNormIn, type BlockPlan } from './block.js';
+import type { MlpPlan } from './mlp.js';
 
 /**
- * One-token-at-a-time decoding with a KV cache (batch 1). Per layer the cache holds K and V
- * [capacity, C] (post-RoPE keys), capacity = min(maxTokens, seq_len): the model never saw a
- * position >= seq_len, and the RoPE tables stop there.
+ * KV-cache decoding of `rows` sequences at once (batched sampling: B prompts through one set of
+ * matrix products per token). Per layer and row the cache holds K and V [capacity, C] (post-RoPE
+ * keys), capacity = min(maxTokens, seq_len): the model never saw a position >= seq_len, and the
+ * RoPE tables stop there. Each row has its own position, so prompts of different lengths run
+ * together; a step feeds one token to every active row.
  *
- * Beyond the capacity the window SLIDES: when the cache is full, the last floor(capacity/2)
- * tokens are re-encoded from position 0 (a fresh prefill, so positions stay within what the
- * model was trained on), then decoding continues. That costs capacity/2 extra steps once every
- * capacity/2 tokens.
- *
- * Attention softmax for one query row uses `crossEntropyForwardBackward` with target 0 and
- * dscale 1, which writes softmax(row) - onehot(0) in place; adding 1 back to element 0 leaves
- * the softmax (absolute error ~1 ulp of 1.0 on that element). This keeps every exp inside the
+ * The block around the attention is the training forward's own code (block.ts: norms, residual
+ * adds, the MLP plan with one row per sequence). Only the attention differs: one query row per
+ * sequence against its cache. Its softmax uses `crossEntropyForwardBackward` with target 0 and
+ * dscale 1, which writes softmax(row) - onehot(0) in place; adding 1 back to element 0 leaves the
+ * softmax (absolute error ~1 ulp of 1.0 on that element). This keeps every exp inside the
  * kernels at O(H * n) per token, where the [T, T] causal kernel would cost O(H * n^2).
  *
- * Generation is evaluation: this decoder has its own forward over the model's weights and never
- * applies dropout, whatever model.dropout says (dropout only acts in GPT forwards keyed by
- * GPT.setDropoutKey, i.e. training micro-batches).
+ * A row's results do not depend on the other rows (every product is row by row in the kernels
+ * the tests check), so B rows give exactly the tokens of B single-row decoders.
+ *
+ * Generation is evaluation: this decoder never applies dropout, whatever model.dropout says.
  */
-export class Generator {
+export class BatchDecoder {
+  readonly rows: number;
   readonly capacity: number;
-  private pos = 0;
+  private readonly pos: Int32Array;
   private readonly k: Kernels;
   private readonly model: GPT;
   private readonly C: number;
   private readonly H: number;
   private readonly D: number;
-  private readonly F: number;
   private readonly V: number;
   private readonly x: FloatArray;
-  private readonly ln: FloatArray;
-  private readonly rstd: FloatArray;
-  private readonly q: FloatArray;
+  private readonly qkv: FloatArray;
   private readonly atty: FloatArray;
   private readonly y: FloatArray;
-  private readonly h: FloatArray;
-  private readonly s: FloatArray;
   private readonly scores: FloatArray;
   private readonly rowLoss: FloatArray;
   private readonly zeroTargets: Int32Array;
-  private readonly token: Int32Array;
+  private readonly tokens: Int32Array;
   private readonly out: FloatArray;
-  private readonly history: Int32Array;
   private readonly kCache: FloatArray[];
   private readonly vCache: FloatArray[];
-  /** Views made once: cache rows per (layer, position), RoPE rows per position, wqkv column blocks. */
-  private readonly kRow: FloatArray[][];
-  private readonly vRow: FloatArray[][];
-  private readonly cosAt: FloatArray[];
-  private readonly sinAt: FloatArray[];
-  private readonly wk: FloatArray[];
-  private readonly wv: FloatArray[];
+  private readonly blocks: BlockPlan[];
+  private readonly lnf: FloatArray;
+  private readonly rstdf: FloatArray;
 
-  constructor(model: GPT, kernels: Kernels, arena: Arena, maxTokens: number = model.config.seq_len) {
+  constructor(model: GPT, kernels: Kernels, arena: Arena, rows = 1, maxTokens: number = model.config.seq_len) {
     const cfg = model.config;
     if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new UserError(`generate: maxTokens must be an integer >= 2 (got ${maxTokens})`);
+    if (!Number.isInteger(rows) || rows < 1) throw new UserError(`generate: rows must be a positive integer (got ${rows})`);
     this.model = model;
     this.k = kernels;
+    this.rows = rows;
     this.capacity = Math.min(maxTokens, cfg.seq_len);
     const C = (this.C = cfg.d_model);
     this.H = cfg.n_head;
-    const D = (this.D = headDim(cfg));
-    const F = (this.F = cfg.ffn_hidden);
+    this.D = headDim(cfg);
+    const F = cfg.ffn_hidden;
     this.V = cfg.vocab_size;
     const cap = this.capacity;
-    this.x = arena.floats(C);
-    this.ln = arena.floats(C);
-    this.rstd = arena.floats(1);
-    this.q = arena.floats(C);
-    this.atty = arena.floats(C);
-    this.y = arena.floats(C);
-    this.h = arena.floats(2 * F);
-    this.s = arena.floats(F);
+    const R = rows;
+    this.pos = new Int32Array(R);
+    this.x = arena.floats(R * C);
+    const ln = arena.floats(R * C);
+    const rstd = arena.floats(R);
+    this.qkv = arena.floats(R * 3 * C);
+    this.atty = arena.floats(R * C);
+    this.y = arena.floats(R * C);
+    const h = arena.floats(R * 2 * F);
+    const sw = arena.floats(R * F);
     this.scores = arena.floats(this.H * cap);
     this.rowLoss = arena.floats(this.H);
     this.zeroTargets = arena.ints(this.H);
-    this.token = arena.ints(1);
-    this.out = arena.floats(this.V);
-    this.history = new Int32Array(cap);
+    this.tokens = arena.ints(R);
+    this.out = arena.floats(R * this.V);
+    this.lnf = ln;
+    this.rstdf = rstd;
     this.kCache = [];
     this.vCache = [];
-    this.kRow = [];
-    this.vRow = [];
-    this.wk = [];
-    this.wv = [];
+    this.blocks = [];
     for (let l = 0; l < cfg.n_layer; l++) {
-      const kc = arena.floats(cap * C);
-      const vc = arena.floats(cap * C);
-      this.kCache.push(kc);
-      this.vCache.push(vc);
-      const kr: FloatArray[] = [];
-      const vr: FloatArray[] = [];
-      for (let p = 0; p < cap; p++) {
-        kr.push(kc.subarray(p * C, (p + 1) * C));
-        vr.push(vc.subarray(p * C, (p + 1) * C));
-      }
-      this.kRow.push(kr);
-      this.vRow.push(vr);
-      const wqkv = model.w.layers[l]!.wqkv;
-      this.wk.push(wqkv.subarray(C));
-      this.wv.push(wqkv.subarray(2 * C));
+      this.kCache.push(arena.floats(R * cap * C));
+      this.vCache.push(arena.floats(R * cap * C));
+      const lw = model.w.layers[l]!;
+      // One row per sequence: T = 1, maxB = rows. The backward fields are never used (no backward here).
+      const mlp: MlpPlan = {
+        dims: { maxB: R, T: 1, C, F },
+        buf: { x: ln, h, s: sw, y: this.y, wGateUp: lw.wGateUp, wDown: lw.wDown, dy: this.y, dx: ln, dwGateUp: lw.wGateUp, dwDown: lw.wDown, dh: h, ds: sw },
+        recompute: false,
+      };
+      // the residual is updated in place (res = mid = out = x)
+      this.blocks.push({
+        C, eps: cfg.norm_eps, res: this.x, ln1: ln, rstd1: rstd, y: this.y, mid: this.x, ln2: ln, rstd2: rstd, out: this.x,
+        attnNorm: lw.attnNorm, mlpNorm: lw.mlpNorm, mlp,
+      });
     }
-    this.cosAt = [];
-    this.sinAt = [];
-    for (let p = 0; p < cap; p++) {
-      this.cosAt.push(model.ropeCos.subarray((p * D) / 2));
-      this.sinAt.push(model.ropeSin.subarray((p * D) / 2));
+  }
+
+  /** Tokens in row r's cache (its next token goes at this position). */
+  position(r = 0): number {
+    return this.pos[r]!;
+  }
+
+  /** Forgets row r's context, or every row's (the next step is position 0). */
+  reset(r?: number): void {
+    if (r === undefined) this.pos.fill(0);
+    else this.pos[r] = 0;
+  }
+
+  /**
+   * Feeds tokens[r] to each row r with active[r] (all rows without `active`) at its position and
+   * returns the logits [rows, V] for each row's next token (a view reused by the next call; rows
+   * not active hold nothing meaningful). A row must not be fed past the capacity.
+   */
+  step(tokens: ArrayLike<number>, active?: ArrayLike<boolean>): FloatArray {
+    const R = this.rows;
+    for (let r = 0; r < R; r++) {
+      const on = !active || active[r];
+      const t = on ? tokens[r]! : 0;
+      if (!Number.isInteger(t) || t < 0 || t >= this.V) throw new UserError(`generate: token id ${t} is outside the vocabulary [0, ${this.V})`);
+      if (on && this.pos[r]! >= this.capacity) throw new Error(`BatchDecoder.step: row ${r} is full (${this.capacity} tokens)`);
+      this.tokens[r] = t;
     }
+    const k = this.k;
+    const m = this.model;
+    const cfg = m.config;
+    const { C, V } = this;
+    k.embeddingForward(this.x, this.tokens, m.w.wte, R, C);
+    for (let l = 0; l < cfg.n_layer; l++) {
+      const bp = this.blocks[l]!;
+      blockNormIn(k, bp, R);
+      this.attend(l, active);
+      blockFinish(k, bp, R, R, null);
+    }
+    k.rmsnormForward(this.lnf, this.rstdf, this.x, m.w.finalNorm, R, C, cfg.norm_eps);
+    lmHeadForward(k, this.out, this.lnf, m.w.lmHead, R, C, V);
+    for (let r = 0; r < R; r++) if (!active || active[r]) this.pos[r]!++;
+    return this.out;
+  }
+
+  /** y = attention of each active row's one query against its cache (after adding its k, v). */
+  private attend(l: number, active?: ArrayLike<boolean>): void {
+    const k = this.k;
+    const m = this.model;
+    const { C, H, D } = this;
+    const C3 = 3 * C;
+    const cap = this.capacity;
+    const lw = m.w.layers[l]!;
+    const ln = this.blocks[l]!.ln1;
+    linearForward(k, this.qkv, ln, lw.wqkv, this.rows, C, C3);
+    const kc = this.kCache[l]!;
+    const vc = this.vCache[l]!;
+    for (let r = 0; r < this.rows; r++) {
+      if (active && !active[r]) continue;
+      const p = this.pos[r]!;
+      const n = p + 1;
+      const row = this.qkv.subarray(r * C3, (r + 1) * C3);
+      // q and k are the first 2H heads of the row: rotate both at position p
+      k.ropeForward(row, 1, 1, 2 * H, D, C3, m.ropeCos.subarray((p * D) / 2), m.ropeSin.subarray((p * D) / 2));
+      const kr = kc.subarray(r * cap * C, (r + 1) * cap * C);
+      const vr = vc.subarray(r * cap * C, (r + 1) * cap * C);
+      kr.set(row.subarray(C, 2 * C), p * C);
+      vr.set(row.subarray(2 * C, C3), p * C);
+      // scores[h, j] = q_h . k_h[j] / sqrt(D), j < n; rows of length n, one per head
+      k.gemmStridedBatched(false, true, 1, n, D, 1 / Math.sqrt(D), row, C3, D, kr, C, D, 0, this.scores, n, n, H);
+      k.crossEntropyForwardBackward(this.scores, this.rowLoss, this.scores, this.zeroTargets, H, n, 1);
+      for (let hd = 0; hd < H; hd++) this.scores[hd * n] += 1;
+      k.gemmStridedBatched(false, false, 1, D, n, 1, this.scores, n, n, vr, C, D, 0, this.atty.subarray(r * C), C, D, H);
+    }
+    linearForward(k, this.y, this.atty, lw.wo, this.rows, C, C);
+  }
+}
+
+/**
+ * One-token-at-a-time decoding of one sequence (a BatchDecoder of one row). Beyond the capacity
+ * the window SLIDES: when the cache is full, the last floor(capacity/2) tokens are re-encoded
+ * from position 0 (a fresh prefill, so positions stay within what the model was trained on),
+ * then decoding continues. That costs capacity/2 extra steps once every capacity/2 tokens.
+ */
+export class Generator {
+  readonly capacity: number;
+  private readonly dec: BatchDecoder;
+  private readonly history: Int32Array;
+  private readonly one = [0];
+
+  constructor(model: GPT, kernels: Kernels, arena: Arena, maxTokens: number = model.config.seq_len) {
+    this.dec = new BatchDecoder(model, kernels, arena, 1, maxTokens);
+    this.capacity = this.dec.capacity;
+    this.history = new Int32Array(this.capacity);
   }
 
   /** Tokens currently in the cache (the next token goes at this position). */
   get position(): number {
-    return this.pos;
+    return this.dec.position(0);
   }
 
   /** Forgets the context (the next step is position 0). */
   reset(): void {
-    this.pos = 0;
+    this.dec.reset();
   }
 
   /** Feeds one token; returns the logits [V] for the next token (a view reused by the next call). */
   step(token: number): FloatArray {
-    if (!Number.isInteger(token) || token < 0 || token >= this.V) throw new UserError(`generate: token id ${token} is outside the vocabulary [0, ${this.V})`);
-    if (this.pos === this.capacity) this.slide();
+    if (this.dec.position(0) === this.capacity) this.slide();
     return this.advance(token);
   }
 
   private slide(): void {
     const keep = Math.floor(this.capacity / 2);
     this.history.copyWithin(0, this.capacity - keep, this.capacity);
-    this.pos = 0;
+    this.dec.reset();
     for (let i = 0; i < keep; i++) this.advance(this.history[i]!);
   }
 
   private advance(token: number): FloatArray {
-    const k = this.k;
-    const m = this.model;
-    const cfg = m.config;
-    const { C, H, D, F, V } = this;
-    const p = this.pos;
-    const n = p + 1;
-    const C3 = 3 * C;
-    const eps = cfg.norm_eps;
-    this.history[p] = token;
-    this.token[0] = token;
-    k.embeddingForward(this.x, this.token, m.w.wte, 1, C);
-    for (let l = 0; l < cfg.n_layer; l++) {
-      const lw = m.w.layers[l]!;
-      k.rmsnormForward(this.ln, this.rstd, this.x, lw.attnNorm, 1, C, eps);
-      // q into scratch; k and v straight into this position's cache rows
-      k.gemm(false, false, 1, C, C, 1, this.ln, C, lw.wqkv, C3, 0, this.q, C);
-      k.gemm(false, false, 1, C, C, 1, this.ln, C, this.wk[l]!, C3, 0, this.kRow[l]![p]!, C);
-      k.gemm(false, false, 1, C, C, 1, this.ln, C, this.wv[l]!, C3, 0, this.vRow[l]![p]!, C);
-      k.ropeForward(this.q, 1, 1, H, D, C, this.cosAt[p]!, this.sinAt[p]!);
-      k.ropeForward(this.kRow[l]![p]!, 1, 1, H, D, C, this.cosAt[p]!, this.sinAt[p]!);
-      // scores[h, j] = q_h . k_h[j] / sqrt(D), j < n; rows of length n, one per head
-      k.gemmStridedBatched(false, true, 1, n, D, 1 / Math.sqrt(D), this.q, C, D, this.kCache[l]!, C, D, 0, this.scores, n, n, H);
-      k.crossEntropyForwardBackward(this.scores, this.rowLoss, this.scores, this.zeroTargets, H, n, 1);
-      for (let hd = 0; hd < H; hd++) this.scores[hd * n] += 1;
-      k.gemmStridedBatched(false, false, 1, D, n, 1, this.scores, n, n, this.vCache[l]!, C, D, 0, this.atty, C, D, H);
-      linearForward(k, this.y, this.atty, lw.wo, 1, C, C);
-      k.add(this.x, this.x, this.y, C);
-      k.rmsnormForward(this.ln, this.rstd, this.x, lw.mlpNorm, 1, C, eps);
-      linearForward(k, this.h, this.ln, lw.wGateUp, 1, C, 2 * F);
-      k.swigluForward(this.s, this.h, 1, F);
-      linearForward(k, this.y, this.s, lw.wDown, 1, F, C);
-      k.add(this.x, this.x, this.y, C);
-    }
-    k.rmsnormForward(this.ln, this.rstd, this.x, m.w.finalNorm, 1, C, eps);
-    lmHeadForward(k, this.out, this.ln, m.w.lmHead, 1, C, V);
-    this.pos = n;
-    return this.out;
+    this.history[this.dec.position(0)] = token;
+    this.one[0] = token;
+    return this.dec.step(this.one);
   }
 }
 

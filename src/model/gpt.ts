@@ -6,11 +6,21 @@ import { AttentionPlan, attentionBackward, attentionForward, defaultCausalBlock 
 import { headDim, validateModelConfig, type ModelConfig } from './config.js';
 import { planLayout, weightViews, type ModelWeights, type ParamTensor, type PlannedTensor } from './layout.js';
 import { lmHeadBackward, lmHeadForward } from './linear.js';
-import { mlpBackward, mlpForward, type MlpPlan } from './mlp.js';
+import { mlpBackward, type MlpPlan } from './mlp.js';
 import { mulberry32, normalSampler } from './rng.js';
 import { dropoutBackward, dropoutForward, dropoutStream, dropoutThreshold } from './dropout.js';
+import { blockFinish, blockNormIn, type BlockDropout, type BlockPlan } from './block.js';
 
 export type { ParamTensor } from './layout.js';
+
+/**
+ * A target id that is not scored: its position adds nothing to the loss or the gradient (a
+ * prompt's tokens in fine-tuning, padding after a short sequence).
+ */
+export const IGNORE_ID = -1;
+
+/** How a forward with targets reduces the per-token losses of the positions it scores. */
+export type LossReduction = 'mean' | 'sum';
 
 /**
  * The GPT (Llama-style): token embedding -> n_layer x [RMSNorm -> attention (fused QKV, RoPE,
@@ -44,6 +54,10 @@ export class GPT {
   private readonly acts: Activations;
   private readonly attn: AttentionPlan[];
   private readonly mlp: MlpPlan[];
+  /** Per layer: the block's buffers for the shared forward code (block.ts). */
+  private readonly blocks: BlockPlan[];
+  /** Per layer: its dropout streams for the forward in progress (objects made once). */
+  private readonly blockDrops: BlockDropout[];
   /** Our own copies of the ids (arena memory, so every backend can read them). */
   private readonly inputIds: Int32Array;
   private readonly targetIds: Int32Array;
@@ -52,6 +66,15 @@ export class GPT {
   private lastB = 0;
   /** 'none' before any forward; 'loss' after a forward with targets; 'logits' without. */
   private state: 'none' | 'loss' | 'logits' = 'none';
+  /** Per position of the last forward with targets: 1 = scored, 0 = IGNORE_ID (JS memory: only the model reads it). */
+  private readonly scored: Uint8Array;
+  /** Positions the last forward with targets scored, and whether any was ignored. */
+  private scoredCount = 0;
+  private anyIgnored = false;
+  /** Whether tokenLosses()/sequenceLogProbs() describe the last forward (with targets). */
+  private lossesValid = false;
+  /** Forward only: no gradient buffer; backward() refuses. */
+  readonly frozen: boolean;
   /** model.dropout (0 = off: no dropout code runs at all). */
   private readonly dropP: number;
   /** dropoutThreshold(dropP), an int32 like the streams: kernel arguments V8 passes unboxed. */
@@ -67,9 +90,11 @@ export class GPT {
   /**
    * `keepBudgetBytes`: the normed inputs and SwiGLU outputs are kept for backward when all
    * layers' copies fit in it, else recomputed (see activations.ts; same results either way).
+   * `frozen`: a forward-only model (e.g. the frozen reference of SPIN): no gradient buffer is
+   * allocated (`grads` is empty) and backward() refuses.
    */
   constructor(config: ModelConfig, kernels: Kernels, arena: Arena, batchSize: number,
-    opts: { keepBudgetBytes?: number } = {}) {
+    opts: { keepBudgetBytes?: number; frozen?: boolean } = {}) {
     validateModelConfig(config);
     if (!Number.isInteger(batchSize) || batchSize <= 0) throw new UserError(`batch size must be a positive integer (got ${batchSize})`);
     this.config = { ...config };
@@ -82,8 +107,10 @@ export class GPT {
     this.planned = layout.tensors;
     this.tensors = layout.tensors.map(({ name, offset, size, shape, decay }) => ({ name, offset, size, shape: [...shape], decay }));
     this.numParams = layout.numParams;
+    this.frozen = opts.frozen === true;
     this.params = arena.floats(this.numParams);
-    this.grads = arena.floats(this.numParams);
+    // Frozen: empty, so every gradient view below is empty too (backward refuses before using one).
+    this.grads = arena.floats(this.frozen ? 0 : this.numParams);
     this.w = weightViews(this.params, layout, config);
     this.g = weightViews(this.grads, layout, config);
 
@@ -98,6 +125,8 @@ export class GPT {
     this.acts = a;
     this.attn = [];
     this.mlp = [];
+    this.blocks = [];
+    this.blockDrops = [];
     // With dropout the branches back-propagate the MASKED residual gradient, written into the
     // y scratch (free during backward); without, they read dres itself as before.
     const branchDy = this.dropP > 0 ? a.y : a.dres;
@@ -120,9 +149,16 @@ export class GPT {
         },
         recompute: a.recompute,
       });
+      const lw = this.w.layers[l]!;
+      this.blocks.push({
+        C, eps: config.norm_eps, res: la.res, ln1: la.ln1, rstd1: la.rstd1, y: a.y, mid: la.mid, ln2: la.ln2, rstd2: la.rstd2,
+        out: l + 1 < config.n_layer ? a.layers[l + 1]!.res : a.resFinal, attnNorm: lw.attnNorm, mlpNorm: lw.mlpNorm, mlp: this.mlp[l]!,
+      });
+      this.blockDrops.push({ threshold: this.dropThreshold, attnStream: 0, mlpStream: 0 });
     }
     this.inputIds = arena.ints(batchSize * T);
     this.targetIds = arena.ints(batchSize * T);
+    this.scored = new Uint8Array(batchSize * T);
     this.logitViews = [];
     for (let b = 1; b <= batchSize; b++) this.logitViews.push(a.logits.subarray(0, b * T * config.vocab_size));
   }
@@ -167,22 +203,32 @@ export class GPT {
     this.grads.fill(0);
   }
 
-  private copyIds(dst: Int32Array, src: Int32Array, n: number, what: string): void {
+  private copyIds(dst: Int32Array, src: Int32Array, n: number, what: string, scored: Uint8Array | null = null): void {
     if (src.length < n) throw new UserError(`${what}: expected at least ${n} token ids (B*seq_len), got ${src.length}`);
     const V = this.config.vocab_size;
     for (let i = 0; i < n; i++) {
       const id = src[i]!;
+      if (scored && id === IGNORE_ID) {
+        // the kernel needs a valid id; this position's loss and gradient are zeroed after it
+        dst[i] = 0;
+        scored[i] = 0;
+        continue;
+      }
       if (id < 0 || id >= V) throw new UserError(`${what}: token id ${id} at index ${i} is outside the vocabulary [0, ${V})`);
       dst[i] = id;
+      if (scored) scored[i] = 1;
     }
   }
 
   /**
    * Runs the model on B*seq_len ids (B <= batchSize, rows of seq_len). With targets: returns the
-   * mean cross-entropy in nats/token and prepares backward (dlogits overwrite the logits). Without:
-   * returns NaN and leaves the logits readable through `logits()`.
+   * mean cross-entropy in nats/token over the scored positions (targets equal to IGNORE_ID are
+   * not scored) and prepares backward (dlogits overwrite the logits). The loss backward
+   * differentiates is that mean (`reduction: 'mean'`, the default) or the sum over scored
+   * positions (`'sum'`). Without targets: returns NaN and leaves the logits readable through
+   * `logits()`.
    */
-  forward(inputs: Int32Array, targets: Int32Array | null, B: number = this.batchSize): number {
+  forward(inputs: Int32Array, targets: Int32Array | null, B: number = this.batchSize, opts: { reduction?: LossReduction } = {}): number {
     if (!Number.isInteger(B) || B < 1 || B > this.batchSize) throw new UserError(`forward: B must be in 1..${this.batchSize} (got ${B})`);
     const k = this.k;
     const cfg = this.config;
@@ -193,7 +239,14 @@ export class GPT {
     const N = B * T;
     const eps = cfg.norm_eps;
     this.copyIds(this.inputIds, inputs, N, 'inputs');
-    if (targets) this.copyIds(this.targetIds, targets, N, 'targets');
+    this.lossesValid = false;
+    let scoredCount = N;
+    if (targets) {
+      this.copyIds(this.targetIds, targets, N, 'targets', this.scored);
+      scoredCount = 0;
+      for (let i = 0; i < N; i++) scoredCount += this.scored[i]!;
+      if (scoredCount === 0) throw new UserError('forward: every target is IGNORE_ID: there is nothing to score');
+    }
     const drop = this.pendingDropout;
     this.pendingDropout = false;
     this.dropActive = drop;
@@ -204,17 +257,11 @@ export class GPT {
     k.embeddingForward(a.layers[0]!.res, this.inputIds, this.w.wte, N, C);
     if (drop) dropoutForward(k, a.layers[0]!.res, a.layers[0]!.res, N * C, p, streams[0]!);
     for (let l = 0; l < cfg.n_layer; l++) {
-      const la = a.layers[l]!;
-      const lw = this.w.layers[l]!;
-      const next = l + 1 < cfg.n_layer ? a.layers[l + 1]!.res : a.resFinal;
-      k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
+      const bd = this.blockDrops[l]!;
+      if (drop) { bd.attnStream = streams[1 + 2 * l]!; bd.mlpStream = streams[2 + 2 * l]!; }
+      blockNormIn(k, this.blocks[l]!, N);
       attentionForward(k, this.attn[l]!, B);
-      if (drop) dropoutForward(k, a.y, a.y, N * C, p, streams[1 + 2 * l]!);
-      k.add(la.mid, la.res, a.y, N * C);
-      k.rmsnormForward(la.ln2, la.rstd2, la.mid, lw.mlpNorm, N, C, eps);
-      mlpForward(k, this.mlp[l]!, B);
-      if (drop) dropoutForward(k, a.y, a.y, N * C, p, streams[2 + 2 * l]!);
-      k.add(next, la.mid, a.y, N * C);
+      blockFinish(k, this.blocks[l]!, B, N, drop ? bd : null);
     }
     k.rmsnormForward(a.lnf, a.rstdf, a.resFinal, this.w.finalNorm, N, C, eps);
     lmHeadForward(k, a.logits, a.lnf, this.w.lmHead, N, C, V);
@@ -223,21 +270,38 @@ export class GPT {
       this.state = 'logits';
       return Number.NaN;
     }
-    // fused loss + dlogits (in place): dlogits of the MEAN loss; backward's scale rides on gemm alpha
-    k.crossEntropyForwardBackward(a.logits, a.losses, a.logits, this.targetIds, N, V, 1 / N);
+    // fused loss + dlogits (in place): dlogits of the mean (or summed) loss; backward's scale rides on gemm alpha
+    const dscale = opts.reduction === 'sum' ? 1 : 1 / scoredCount;
+    k.crossEntropyForwardBackward(a.logits, a.losses, a.logits, this.targetIds, N, V, dscale);
+    this.scoredCount = scoredCount;
+    this.anyIgnored = scoredCount < N;
+    if (this.anyIgnored) {
+      // ignored positions: no loss, no gradient
+      for (let i = 0; i < N; i++) {
+        if (this.scored[i]) continue;
+        a.losses[i] = 0;
+        a.logits.fill(0, i * V, (i + 1) * V);
+      }
+    }
     this.state = 'loss';
+    this.lossesValid = true;
     let sum = 0;
     for (let i = 0; i < N; i++) sum += a.losses[i]!;
-    return sum / N;
+    return sum / scoredCount;
   }
 
   /**
-   * Backward of the mean loss of the last forward (which must have had targets), times `scale`
-   * (e.g. 1 / grad_accum). ACCUMULATES into `grads`: call zeroGrad() once per optimizer step.
+   * Backward of the loss of the last forward (which must have had targets), times `scale`
+   * (e.g. 1 / grad_accum). With `sequenceWeights` (one per row, any sign), each row's share of
+   * that loss is multiplied by its weight first: the gradient of scale * sum_b w_b L_b (SPIN's
+   * per-pair weights, or a STaR batch's). ACCUMULATES into `grads`: call zeroGrad() once per
+   * optimizer step.
    */
-  backward(scale = 1): void {
+  backward(scale = 1, sequenceWeights?: ArrayLike<number>): void {
+    if (this.frozen) throw new Error('GPT.backward: this model is frozen (forward only)');
     if (this.state !== 'loss') throw new Error('GPT.backward: call forward(inputs, targets) first (once per backward)');
     this.state = 'none';
+    if (sequenceWeights) this.weightRows(sequenceWeights);
     const k = this.k;
     const cfg = this.config;
     const a = this.acts;
@@ -274,6 +338,43 @@ export class GPT {
     // the embedding's own mask: dres is not needed after this, so in place
     if (this.dropActive) dropoutBackward(k, a.dres, a.dres, N * C, this.dropThreshold, streams[0]!);
     k.embeddingBackward(this.g.wte, a.dres, this.inputIds, N, C);
+  }
+
+  /** Multiplies each row's dlogits by its weight (plain loop: the arena is JS-visible on every backend). */
+  private weightRows(w: ArrayLike<number>): void {
+    const B = this.lastB;
+    if (w.length < B) throw new Error(`GPT.backward: ${w.length} sequence weights for ${B} rows`);
+    const rowFloats = this.config.seq_len * this.config.vocab_size;
+    const d = this.acts.logits;
+    for (let b = 0; b < B; b++) {
+      const wb = w[b]!;
+      if (wb === 1) continue;
+      const end = (b + 1) * rowFloats;
+      for (let i = b * rowFloats; i < end; i++) d[i] = d[i]! * wb;
+    }
+  }
+
+  /**
+   * Per row of the last forward with targets: the summed log-probability of its scored targets,
+   * sum_t log p(target_t | tokens before), in nats (0 for a row with nothing scored). One forward
+   * gives every row's; valid until the next forward.
+   */
+  sequenceLogProbs(): Float64Array {
+    if (!this.lossesValid) throw new Error('GPT.sequenceLogProbs: only valid after forward(inputs, targets)');
+    const T = this.config.seq_len;
+    const out = new Float64Array(this.lastB);
+    const l = this.acts.losses;
+    for (let b = 0; b < this.lastB; b++) {
+      let s = 0;
+      for (let t = b * T; t < (b + 1) * T; t++) s -= l[t]!;
+      out[b] = s;
+    }
+    return out;
+  }
+
+  /** Positions the last forward with targets scored (targets other than IGNORE_ID). */
+  get scoredPositions(): number {
+    return this.scoredCount;
   }
 
   /** Logits [B*T, V] of the last forward WITHOUT targets (row i = next-token scores after token i). */

@@ -47,6 +47,11 @@ export interface CheckpointState {
    * refusing (hasOptimizerState).
    */
   imported?: { format: 'hf' | 'gguf'; from: string };
+  /**
+   * Set by `pocketlm star` / `pocketlm spin`: the weights after `iteration` iterations of that
+   * method from the run `from` (weights only: each iteration starts a fresh optimizer).
+   */
+  finetune?: { method: 'star' | 'spin'; from: string; iteration: number };
 }
 
 export interface CheckpointManifest extends CheckpointState {

@@ -160,6 +160,8 @@ const FIELDS = {
     max_train_mb: withDefault(positive(), 200),
     /** "bpe" = train a byte-level BPE of model.vocab_size on the train split; "gpt2"; or a tokenizer.json path */
     tokenizer: withDefault(text(), 'bpe'),
+    /** share of train documents written as the words task (`Words: a, b, c` + `Story: ...`, src/tasks/words.ts); absent = 0 */
+    words_fraction: optional(unitOpen()),
   },
 } as const;
 

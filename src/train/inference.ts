@@ -45,6 +45,8 @@ export function chooseCheckpoint(runDir: string, want: CheckpointChoice): Chosen
     if (readBestManifest(runDir)) return { dir: bestCheckpointDir(runDir), which: 'best', notice: null };
     // An imported model has only its one checkpoint: nothing to say.
     if (readManifest(runDir)?.imported) return { dir: runDir, which: 'last', notice: null };
+    // A star/spin run keeps the weights of its last iteration (its log has every iteration's scores).
+    if (readManifest(runDir)?.finetune) return { dir: runDir, which: 'last', notice: null };
     return { dir: runDir, which: 'last', notice: `${runDir} has no best checkpoint yet (no evaluation has finished); using the last checkpoint` };
   }
   return { dir: runDir, which: 'last', notice: null };

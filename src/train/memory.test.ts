@@ -132,3 +132,25 @@ test('the train command refuses an oversized model in one line, with no stack tr
   assert.equal(b.status, 1, b.stderr);
   assert.match(b.stderr, /^pocketlm: the default config needs [\d.]+ GiB of memory \(activations .* at most 4\.0 GiB; lower train\.batch_size or model\.seq_len\n$/);
 });
+
+test('a batched decoder of R rows and a frozen reference allocate exactly what the plan counts for them', async () => {
+  const { GPT } = await import('../model/gpt.js');
+  const { BatchDecoder } = await import('../model/generate.js');
+  const model = presetConfig('tiny').model;
+  const k = createJsKernels();
+  for (const rows of [1, 16]) {
+    const arena = new WasmArena();
+    const m = new GPT(model, k, arena, 2);
+    const before = arena.bytesUsed();
+    new BatchDecoder(m, k, arena, rows, model.seq_len);
+    const plan = planMemory({ model, batchSize: 2, optimizer: null, decoder: true, decoderRows: rows, kernelThreads: 0 });
+    assert.equal(arena.bytesUsed() - before, plan.parts.find((p) => p.name === 'KV cache')!.bytes, `${rows} rows`);
+  }
+  const arena = new WasmArena();
+  new GPT(model, k, arena, 3, { frozen: true });
+  const used = arena.bytesUsed();
+  const plan = planMemory({ model, batchSize: 3, optimizer: null, decoder: false, frozenModels: 1, kernelThreads: 0 });
+  const frozen = plan.parts.find((p) => p.name === 'frozen reference')!.bytes;
+  // the activation plan's alignment padding is left out of the count (as for the trainable model)
+  assert.ok(Math.abs(used - frozen) <= 0.01 * used, `${used} allocated, ${frozen} planned`);
+});

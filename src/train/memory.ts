@@ -48,7 +48,7 @@ export const OPTIMIZER_STATE: Record<OptimizerName, (numParams: number, tensors:
  */
 export const WASM_GEMM_SCRATCH_BYTES = (384 * 2048 + 96 * 384 + 6 * 8) * 4;
 
-export type MemoryPartName = 'parameters' | 'gradients' | 'optimizer state' | 'activations' | 'KV cache' | 'batches' | 'kernel scratch';
+export type MemoryPartName = 'parameters' | 'gradients' | 'optimizer state' | 'activations' | 'KV cache' | 'batches' | 'kernel scratch' | 'frozen reference';
 
 export interface MemoryPart {
   name: MemoryPartName;
@@ -73,6 +73,10 @@ export interface MemoryRequest {
   optimizer: OptimizerName | null;
   /** A KV-cache decoder over seq_len positions is built (training samples; `pocketlm sample`). */
   decoder: boolean;
+  /** Sequences that decoder runs at once (batched sampling: star, spin, eval --task words); default 1. */
+  decoderRows?: number;
+  /** Frozen forward-only copies of the model with the same rows (SPIN's reference): parameters and activations, no gradients. */
+  frozenModels?: number;
   /** Threads of the wasm kernels (each reserves gemm scratch); 0 for the js backend, which reserves none. */
   kernelThreads: number;
 }
@@ -103,16 +107,19 @@ export function planMemory(req: MemoryRequest): MemoryPlan {
   const activations = 4 * activationFloats(m, B) + 2 * alloc(N);
   let kv = 0;
   if (req.decoder) {
-    const H = m.n_head, F = m.ffn_hidden;
-    kv = 6 * alloc(C) + alloc(1) + alloc(2 * F) + alloc(F) + alloc(H * T) + 2 * alloc(H) + alloc(1) + alloc(m.vocab_size)
-      + 2 * m.n_layer * alloc(T * C);
+    const H = m.n_head, F = m.ffn_hidden, R = req.decoderRows ?? 1;
+    // x, ln, rstd, qkv, atty, y, h, s, scores, rowLoss, zeroTargets, tokens, logits, then K and V per layer
+    kv = 4 * alloc(R * C) + alloc(R) + alloc(3 * R * C) + alloc(2 * R * F) + alloc(R * F) + alloc(H * T) + 2 * alloc(H) + alloc(R)
+      + alloc(R * m.vocab_size) + 2 * m.n_layer * alloc(R * T * C);
   }
+  const frozen = (req.frozenModels ?? 0) * (alloc(P) + rope + activations);
   const parts: MemoryPart[] = [
     { name: 'parameters', bytes: alloc(P) + rope },
     { name: 'gradients', bytes: alloc(P) },
     { name: 'optimizer state', bytes: optimizer },
     { name: 'activations', bytes: activations },
     { name: 'KV cache', bytes: kv },
+    { name: 'frozen reference', bytes: frozen },
     { name: 'batches', bytes: 2 * alloc(N) },
     { name: 'kernel scratch', bytes: kernelScratchBytes(req.kernelThreads) },
   ];
@@ -124,6 +131,7 @@ export function planMemory(req: MemoryRequest): MemoryPlan {
       parameters: model, gradients: model, 'optimizer state': model,
       activations: 'train.batch_size or model.seq_len', batches: 'train.batch_size or model.seq_len',
       'KV cache': 'model.seq_len or model.n_layer', 'kernel scratch': 'train.threads',
+      'frozen reference': '--batch-pairs',
     },
   };
 }
@@ -138,10 +146,13 @@ export function kernelThreadsFor(backend: BackendChoice, threads: number | undef
  * optimizer, the decoder for samples and the batch buffers. `backend` / `threads` override the
  * config's as the train command's flags do; threads default to one per core.
  */
-export function trainingMemoryPlan(cfg: RunConfig, opts: { backend?: BackendChoice; threads?: number } = {}): MemoryPlan {
+export function trainingMemoryPlan(
+  cfg: RunConfig, opts: { backend?: BackendChoice; threads?: number; decoderRows?: number; frozenModels?: number } = {},
+): MemoryPlan {
   const threads = opts.threads ?? (cfg.train.threads > 0 ? cfg.train.threads : undefined);
   return planMemory({
     model: cfg.model, batchSize: cfg.train.batch_size, optimizer: cfg.optim.name, decoder: true,
+    decoderRows: opts.decoderRows, frozenModels: opts.frozenModels,
     kernelThreads: kernelThreadsFor(opts.backend ?? cfg.train.backend, threads),
   });
 }

@@ -66,6 +66,7 @@ export function prepareOptionsFor(cfg: TrainConfig) {
     // "bpe" means: train one on the train split (prepareDataset's default)
     tokenizer: cfg.data.tokenizer === 'bpe' ? undefined : cfg.data.tokenizer,
     maxTrainMb: cfg.data.max_train_mb,
+    wordsFraction: cfg.data.words_fraction,
   };
 }
 
