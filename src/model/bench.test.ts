@@ -22,7 +22,7 @@ test('runModelBench reports consistent numbers and a per-kernel profile (tiny mo
   assert.equal(r.mfu, r.gflops / 10);
   assert.ok(r.peak_rss_mb > 10);
   const names = new Set(r.profile!.map((e) => e.name));
-  for (const n of ['gemm.nn', 'gemm.tn', 'gemm.nt', 'softmaxCausalForward', 'crossEntropyForwardBackward', 'adamwUpdate']) assert.ok(names.has(n), n);
+  for (const n of ['gemm.nn', 'gemm.tn', 'gemm.nt', 'attentionCausalForward', 'attentionCausalBackward', 'crossEntropyForwardBackward', 'adamwUpdate']) assert.ok(names.has(n), n);
   // per optimizer step: 2 micro-batches x 2 layers x (qkv, wo, gate_up, down) forward gemms + LM head = 2 x (8 + 0)
   assert.equal(r.profile!.find((e) => e.name === 'gemm.nn')!.calls, 2 * 2 * 4 + 2 /* dx of the LM head is nn */);
 });

@@ -11,7 +11,7 @@ type Delegated = NonGemmKernel;
  * workers spin, so the next product finds them awake.
  */
 const HEAVY: ReadonlySet<Delegated> = new Set<Delegated>([
-  'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward',
+  'softmaxCausalForward', 'softmaxCausalBackward', 'attentionCausalForward', 'attentionCausalBackward', 'swigluForward', 'swigluBackward',
   'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate', 'scheduleFreeAdamwUpdate',
 ]);
 
