@@ -67,6 +67,27 @@ export function createNativeKernels(base: Kernels, addon: NativeBlas, opts: { th
         beta, C as Float32Array, ldc, strideC, batch,
       );
     },
+    ...(addon.attentionForward && addon.attentionBackward ? nativeAttention(addon, useThreads) : {}),
     dispose: () => base.dispose(),
+  };
+}
+
+/**
+ * The addon's C fused attention (AVX-512/AVX2 by the CPU, on the addon's thread pool) in place
+ * of the wasm one. Measured on the default preset's shape (B 8, T 256, H 6, D 32), 2-core
+ * EPYC: see scripts/bench-attention.mjs.
+ */
+function nativeAttention(addon: NativeBlas, useThreads: () => void): Pick<Kernels, 'attentionCausalForward' | 'attentionCausalBackward'> {
+  const fwd = addon.attentionForward!.bind(addon);
+  const bwd = addon.attentionBackward!.bind(addon);
+  return {
+    attentionCausalForward(out, lse, qkv, B, T, H, D, scale): void {
+      useThreads();
+      fwd(out as Float32Array, lse as Float32Array, qkv as Float32Array, B, T, H, D, scale);
+    },
+    attentionCausalBackward(dqkv, dout, qkv, out, lse, B, T, H, D, scale): void {
+      useThreads();
+      bwd(dqkv as Float32Array, dout as Float32Array, qkv as Float32Array, out as Float32Array, lse as Float32Array, B, T, H, D, scale);
+    },
   };
 }
