@@ -329,6 +329,11 @@ const CASES: Array<[string, Case]> = [
       k.swigluBackward(dh, dout, h, N, F);
       ref.swigluBackward(dh64, toFloat64(dout), h64, N, F);
       close(dh, dh64, `swigluBackward N=${N} F=${F}`);
+      // in place: the gradient overwrites h (what the model does, saving an [N, 2F] buffer)
+      const guard = Float64Array.from(h.subarray(N * 2 * F));
+      k.swigluBackward(h, dout, h, N, F);
+      close(h.subarray(0, N * 2 * F), dh64.subarray(0, N * 2 * F), `swigluBackward in place N=${N} F=${F}`);
+      close(h.subarray(N * 2 * F), guard, `swigluBackward in place N=${N} F=${F}: past the end`, 0, 0);
     });
   }],
   ['add / axpy / scale / sumSquares', (k, arena, rng) => {

@@ -119,7 +119,10 @@ export interface Kernels {
    * out[i, j] = silu(gate[i,j]) * up[i,j], silu(g) = g * sigmoid(g). Writes out [N, F].
    */
   swigluForward(out: FloatArray, h: FloatArray, N: number, F: number): void;
-  /** Writes dh [N, 2F] (gate part then up part) from dout [N, F] and the saved h. */
+  /**
+   * Writes dh [N, 2F] (gate part then up part) from dout [N, F] and the saved h. In place ok
+   * (dh may be h: the model writes the gradient over h, which backward no longer needs).
+   */
   swigluBackward(dh: FloatArray, dout: FloatArray, h: FloatArray, N: number, F: number): void;
 
   // ---------------------------------------------------------------- elementwise helpers

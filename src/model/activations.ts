@@ -29,14 +29,15 @@ import type { ModelConfig } from './config.js';
  * Then the final residual, the final norm (lnf [N, C], rstdf [N]), logits [N, V] (overwritten
  * in place by dlogits when targets are given), losses [N], and shared scratch (never per
  * layer): ln [N, C] (normed input of the current sublayer), y [N, C] (sublayer output), dres
- * [N, C] (gradient of the residual stream), dC [N, C], dqkv [N, 3C], s = ds [N, F] and dh
- * [N, 2F] (MLP backward).
+ * [N, C] (gradient of the residual stream), dC [N, C], dqkv [N, 3C] and s = ds [N, F]. The
+ * MLP's gate|up gradient is written over the layer's own h (swigluBackward works in place),
+ * so it needs no [N, 2F] scratch.
  *
  * Default preset (V 1024, C 192, L 6, H 6, T 256, F 768, B 8, float32): 5,521,408 floats =
- * 22.1 MB per layer, 132.5 MB for 6 layers, 43,487,232 floats = 173.9 MB in all with head and
+ * 22.1 MB per layer, 132.5 MB for 6 layers, 40,341,504 floats = 161.4 MB in all with head and
  * scratch. Before the fused attention kernel each layer also kept the probabilities
- * [B, H, T, T] (12.6 MB per layer) and backward needed a scratch of that size: 62,287,872
- * floats = 249.2 MB in all. `activationFloats` computes this; the tests assert these numbers.
+ * [B, H, T, T] (12.6 MB per layer) and backward needed a scratch of that size (shared with the
+ * MLP's gate|up gradient, now written over h): 62,287,872 floats = 249.2 MB in all. `activationFloats` computes this; the tests assert these numbers.
  */
 export interface LayerActivations {
   res: FloatArray;
@@ -75,7 +76,6 @@ export interface Activations {
    * output (recomputed, then overwritten by its gradient).
    */
   s: FloatArray;
-  dh: FloatArray;
 }
 
 interface Dims { N: number; C: number; H: number; T: number; F: number; V: number; B: number; L: number }
@@ -112,8 +112,7 @@ export function activationFloats(cfg: ModelConfig, maxB: number, keepBudgetBytes
   const { N, C, H, T, F, V, B, L } = dims(cfg, maxB);
   const recompute = !keepsRecomputable(cfg, maxB, keepBudgetBytes);
   const head = N * C /* resFinal */ + N * C + N /* lnf, rstdf */ + N * V + N /* logits, losses */;
-  const scratch = (recompute ? N * C : 0) /* ln */ + 3 * N * C /* y, dres, dC */ + 3 * N * C + N * F
-    + 2 * N * F;
+  const scratch = (recompute ? N * C : 0) /* ln */ + 3 * N * C /* y, dres, dC */ + 3 * N * C /* dqkv */ + N * F /* s */;
   return L * layerActivationFloats(cfg, maxB, keepBudgetBytes) + head + scratch;
 }
 
@@ -141,9 +140,7 @@ export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number, ke
   const dres = f(N * C);
   const dC = f(N * C);
   const dqkv = f(N * 3 * C);
-  const dh = f(2 * N * F);
   return {
     recompute, layers, resFinal, lnf, rstdf, logits, losses, y, dres, dC, dqkv, s,
-    dh,
   };
 }

@@ -116,7 +116,7 @@ export class GPT {
         dims: { maxB: batchSize, T, C, F: config.ffn_hidden },
         buf: {
           x: la.ln2, h: la.h, s: la.s, y: a.y, wGateUp: this.w.layers[l]!.wGateUp, wDown: this.w.layers[l]!.wDown,
-          dy: branchDy, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: a.dh, ds: a.s,
+          dy: branchDy, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: la.h, ds: a.s,
         },
         recompute: a.recompute,
       });
