@@ -252,6 +252,22 @@ describe('createNativeKernels', { skip }, () => {
     assert.deepEqual(calls, ['sumSquares', 'add', 'adamwUpdate', 'dispose']);
   });
 
+  it('sends single-row products (decoding) to the base\'s row kernel, and transposed-A ones to BLAS', () => {
+    const calls: string[] = [];
+    const k = createNativeKernels(recordingBase(calls), addon, { threads: 1 });
+    const arena = new WasmArena();
+    const A = arena.floats(6), B = arena.floats(6), C = arena.floats(4);
+    k.gemm(false, false, 1, 2, 3, 1, A, 3, B, 2, 0, C, 2);
+    k.gemmStridedBatched(false, true, 1, 2, 3, 1, A, 3, 3, B, 3, 0, 0, C, 2, 2, 2);
+    assert.deepEqual(calls, ['gemm', 'gemmStridedBatched']);
+    calls.length = 0;
+    A.set([1, 2, 3, 4, 5, 6]);
+    B.set([1, 0, 0, 1, 1, 1]);
+    k.gemm(true, false, 1, 2, 3, 1, A, 2, B, 2, 0, C, 2); // op(A) = column 0 of A stored 3 x 2: [1, 3, 5]
+    assert.deepEqual([...C.subarray(0, 2)], [6, 8]);
+    assert.deepEqual(calls, ['parkWorkers']);
+  });
+
   it('runs the fused attention in the addon\'s C kernel (not on the base), equal to the js oracle; refuses short views', () => {
     assert.equal(typeof addon.attentionForward, 'function', 'an addon built from this source has the C attention');
     for (const threads of [1, 2]) {
