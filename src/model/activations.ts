@@ -31,13 +31,16 @@ import type { ModelConfig } from './config.js';
  * layer): ln [N, C] (normed input of the current sublayer), y [N, C] (sublayer output), dres
  * [N, C] (gradient of the residual stream), dC [N, C], dqkv [N, 3C] and s = ds [N, F]. The
  * MLP's gate|up gradient is written over the layer's own h (swigluBackward works in place),
- * so it needs no [N, 2F] scratch.
+ * so it needs no [N, 2F] scratch. The logits share one buffer with s and dqkv: the logits
+ * (dlogits) live from the LM head's forward to its backward, s and dqkv only inside a layer's
+ * MLP and attention, so they are never live at once; the buffer holds max(NV, NF + 3NC).
  *
  * Default preset (V 1024, C 192, L 6, H 6, T 256, F 768, B 8, float32): 5,521,408 floats =
- * 22.1 MB per layer, 132.5 MB for 6 layers, 40,341,504 floats = 161.4 MB in all with head and
+ * 22.1 MB per layer, 132.5 MB for 6 layers, 38,244,352 floats = 153.0 MB in all with head and
  * scratch. Before the fused attention kernel each layer also kept the probabilities
  * [B, H, T, T] (12.6 MB per layer) and backward needed a scratch of that size (shared with the
- * MLP's gate|up gradient, now written over h): 62,287,872 floats = 249.2 MB in all. `activationFloats` computes this; the tests assert these numbers.
+ * MLP's gate|up gradient, now written over h), and the logits had their own buffer:
+ * 62,287,872 floats = 249.2 MB in all. `activationFloats` computes this; the tests assert these numbers.
  */
 export interface LayerActivations {
   res: FloatArray;
@@ -111,8 +114,9 @@ export function layerActivationFloats(cfg: ModelConfig, maxB: number, keepBudget
 export function activationFloats(cfg: ModelConfig, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): number {
   const { N, C, H, T, F, V, B, L } = dims(cfg, maxB);
   const recompute = !keepsRecomputable(cfg, maxB, keepBudgetBytes);
-  const head = N * C /* resFinal */ + N * C + N /* lnf, rstdf */ + N * V + N /* logits, losses */;
-  const scratch = (recompute ? N * C : 0) /* ln */ + 3 * N * C /* y, dres, dC */ + 3 * N * C /* dqkv */ + N * F /* s */;
+  const head = N * C /* resFinal */ + N * C + N /* lnf, rstdf */ + N /* losses */;
+  const scratch = (recompute ? N * C : 0) /* ln */ + 3 * N * C /* y, dres, dC */
+    + Math.max(N * V, N * F + 3 * N * C) /* logits, or s and dqkv */;
   return L * layerActivationFloats(cfg, maxB, keepBudgetBytes) + head + scratch;
 }
 
@@ -122,7 +126,9 @@ export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number, ke
   const f = (n: number): FloatArray => arena.floats(n);
   // shared scratch for the recomputed normed inputs (only when recomputing) and SwiGLU output/gradient
   const ln = recompute ? f(N * C) : null;
-  const s = f(N * F);
+  // logits over s | dqkv (see the file comment)
+  const shared = f(Math.max(N * V, N * F + 3 * N * C));
+  const s = shared.subarray(0, N * F);
   const layers: LayerActivations[] = [];
   for (let l = 0; l < L; l++) {
     layers.push({
@@ -134,12 +140,12 @@ export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number, ke
   const resFinal = f(N * C);
   const lnf = f(N * C);
   const rstdf = f(N);
-  const logits = f(N * V);
+  const logits = shared.subarray(0, N * V);
   const losses = f(N);
   const y = f(N * C);
   const dres = f(N * C);
   const dC = f(N * C);
-  const dqkv = f(N * 3 * C);
+  const dqkv = shared.subarray(N * F, N * F + 3 * N * C);
   return {
     recompute, layers, resFinal, lnf, rstdf, logits, losses, y, dres, dC, dqkv, s,
   };

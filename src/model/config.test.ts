@@ -62,15 +62,15 @@ test('config validation names the bad field in a one-line UserError', () => {
   validateModelConfig(DEFAULT);
 });
 
-test('activation plan of the default preset: 40,341,504 floats (161.4 MB) as documented, no T x T matrix left', () => {
+test('activation plan of the default preset: 38,244,352 floats (153.0 MB) as documented, no T x T matrix left', () => {
   assert.equal(layerActivationFloats(DEFAULT, 8), 5_521_408);
-  assert.equal(activationFloats(DEFAULT, 8), 40_341_504);
+  assert.equal(activationFloats(DEFAULT, 8), 38_244_352);
   // the fused attention keeps B*H*T log-sum-exps per layer where the probabilities took B*H*T^2,
-  // and the gate|up gradient goes over h instead of an [N, 2F] scratch (which the attention's
-  // [B, H, T, T] gradient used to share): 62,287,872 floats (249.2 MB) before, 21,946,368
-  // floats (87.8 MB) less now
-  const { n_layer: L, n_head: H, seq_len: T, ffn_hidden: F } = DEFAULT;
-  assert.equal(62_287_872 - activationFloats(DEFAULT, 8), L * 8 * H * (T * T - T) + 2 * 8 * T * F);
+  // the gate|up gradient goes over h instead of an [N, 2F] scratch (which the attention's
+  // [B, H, T, T] gradient used to share), and the logits [N, V] share the s | dqkv scratch:
+  // 62,287,872 floats (249.2 MB) before, 24,043,520 floats (96.2 MB) less now
+  const { n_layer: L, n_head: H, seq_len: T, ffn_hidden: F, vocab_size: V } = DEFAULT;
+  assert.equal(62_287_872 - activationFloats(DEFAULT, 8), L * 8 * H * (T * T - T) + 2 * 8 * T * F + 8 * T * V);
   // no term is quadratic in seq_len: doubling T and halving B (the same tokens) plans the same floats
   assert.equal(activationFloats({ ...DEFAULT, seq_len: 2 * T }, 4), activationFloats(DEFAULT, 8));
 });
