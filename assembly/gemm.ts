@@ -220,6 +220,59 @@ function scaleC(M: i32, N: i32, beta: f32, C: usize, ldc: i32): void {
   }
 }
 
+/**
+ * One row of C (M = 1, A not transposed): C[0, :] = alpha * a B + beta * C[0, :], without packing.
+ * Packing B is what the blocked path costs for a single row (decoding runs every weight matrix
+ * this way once per token): here B is read once, in order. B not transposed: C accumulates a
+ * few rows of B at a time (C stays in L1); transposed: one dot product per column.
+ */
+function gemmRow(transB: i32, N: i32, K: i32, alpha: f32, A: usize, B: usize, ldb: i32, beta: f32, C: usize): void {
+  if (transB) {
+    for (let j = 0; j < N; j++) {
+      const row = B + (<usize>j * <usize>ldb << 2);
+      let acc = f32x4.splat(0);
+      let k = 0;
+      for (; k + 4 <= K; k += 4) acc = madd(v128.load(A + (<usize>k << 2)), v128.load(row + (<usize>k << 2)), acc);
+      let s = f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1) + f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3);
+      for (; k < K; k++) s += load<f32>(A + (<usize>k << 2)) * load<f32>(row + (<usize>k << 2));
+      const c = C + (<usize>j << 2);
+      store<f32>(c, beta == 0 ? alpha * s : alpha * s + beta * load<f32>(c));
+    }
+    return;
+  }
+  scaleC(1, N, beta, C, N);
+  let k = 0;
+  for (; k + 4 <= K; k += 4) {
+    const a0 = alpha * load<f32>(A + (<usize>k << 2)), a1 = alpha * load<f32>(A + (<usize>(k + 1) << 2));
+    const a2 = alpha * load<f32>(A + (<usize>(k + 2) << 2)), a3 = alpha * load<f32>(A + (<usize>(k + 3) << 2));
+    const v0 = f32x4.splat(a0), v1 = f32x4.splat(a1), v2 = f32x4.splat(a2), v3 = f32x4.splat(a3);
+    const r0 = B + (<usize>k * <usize>ldb << 2), r1 = r0 + (<usize>ldb << 2), r2 = r1 + (<usize>ldb << 2), r3 = r2 + (<usize>ldb << 2);
+    let j = 0;
+    for (; j + 4 <= N; j += 4) {
+      const o = <usize>j << 2;
+      let c = madd(v0, v128.load(r0 + o), v128.load(C + o));
+      c = madd(v1, v128.load(r1 + o), c);
+      c = madd(v2, v128.load(r2 + o), c);
+      v128.store(C + o, madd(v3, v128.load(r3 + o), c));
+    }
+    for (; j < N; j++) {
+      const o = <usize>j << 2;
+      store<f32>(C + o, load<f32>(C + o) + a0 * load<f32>(r0 + o) + a1 * load<f32>(r1 + o) + a2 * load<f32>(r2 + o) + a3 * load<f32>(r3 + o));
+    }
+  }
+  for (; k < K; k++) {
+    const v0 = f32x4.splat(alpha * load<f32>(A + (<usize>k << 2)));
+    const a0 = alpha * load<f32>(A + (<usize>k << 2));
+    const r0 = B + (<usize>k * <usize>ldb << 2);
+    let j = 0;
+    for (; j + 4 <= N; j += 4) {
+      const o = <usize>j << 2;
+      v128.store(C + o, madd(v0, v128.load(r0 + o), v128.load(C + o)));
+    }
+    for (; j < N; j++) store<f32>(C + (<usize>j << 2), load<f32>(C + (<usize>j << 2)) + a0 * load<f32>(r0 + (<usize>j << 2)));
+  }
+}
+
 /** See the file comment. `scratch` must hold GEMM_SCRATCH_BYTES and belong to this thread alone. */
 export function gemm(
   transA: i32, transB: i32, M: i32, N: i32, K: i32, alpha: f32,
@@ -228,6 +281,10 @@ export function gemm(
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0) {
     scaleC(M, N, beta, C, ldc);
+    return;
+  }
+  if (M == 1 && !transA) {
+    gemmRow(transB, N, K, alpha, A, B, ldb, beta, C);
     return;
   }
   const pB = scratch;

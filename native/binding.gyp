@@ -9,8 +9,8 @@
   "targets": [
     {
       "target_name": "pocketlm_blas",
-      "sources": ["src/blas_addon.c", "src/pool.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "<@(cblas_cflags)"],
+      "sources": ["src/blas_addon.c", "src/pool.c", "src/attention.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-psabi", "<@(cblas_cflags)"],
       "libraries": ["<@(cblas_libs)", "-ldl", "-lpthread"],
       "conditions": [
         ["cblas_rpath != ''", { "ldflags": ["-Wl,-rpath,<(cblas_rpath)"] }],

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "attention.h"
 #include "pool.h"
 
 /* OpenBLAS extensions, looked up at run time so any CBLAS links. */
@@ -307,6 +308,75 @@ static napi_value SgemmStridedBatched(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+
+/* Unpacks count Float32Array views named in names and needing need[i] elements each; -1 on a throw. */
+static int get_views(napi_env env, napi_value *a, int count, const char *const *names, const int64_t *need, f32view *v) {
+  char msg[200];
+  for (int i = 0; i < count; i++) {
+    if (get_f32(env, a[i], names[i], &v[i])) return -1;
+    if ((int64_t)v[i].length < need[i]) {
+      snprintf(msg, sizeof msg, "native attention: %s has %llu elements, needs %lld", names[i], (unsigned long long)v[i].length,
+               (long long)need[i]);
+      napi_throw_range_error(env, NULL, msg);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Reads B, T, H, D (non-negative ints) and scale from a[0..4]. */
+static int get_dims(napi_env env, napi_value *a, int64_t *dims, double *scale) {
+  static const char *const names[4] = {"B", "T", "H", "D"};
+  for (int i = 0; i < 4; i++)
+    if (get_int(env, a[i], names[i], &dims[i])) return -1;
+  if (dims[0] * dims[1] * dims[2] * dims[3] * 3 > INT32_MAX) {
+    napi_throw_range_error(env, NULL, "native attention: B*T*3*H*D is beyond 2^31 elements");
+    return -1;
+  }
+  return get_double(env, a[4], "scale", scale);
+}
+
+/* attentionForward(out, lse, qkv, B, T, H, D, scale): Kernels.attentionCausalForward. */
+static napi_value AttentionForward(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value a[8];
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (argc != 8) THROW_TYPE(env, "native attentionForward: expected 8 arguments");
+  int64_t d[4];
+  double scale;
+  if (get_dims(env, a + 3, d, &scale)) return NULL;
+  if (d[0] == 0 || d[1] == 0 || d[2] == 0 || d[3] == 0) return NULL;
+  const int64_t N = d[0] * d[1], C = d[2] * d[3];
+  static const char *const names[3] = {"out", "lse", "qkv"};
+  const int64_t need[3] = {N * C, d[0] * d[2] * d[1], N * 3 * C};
+  f32view v[3];
+  if (get_views(env, a, 3, names, need, v)) return NULL;
+  if (attention_causal_forward(v[0].data, v[1].data, v[2].data, (int)d[0], (int)d[1], (int)d[2], (int)d[3], (float)scale))
+    THROW_RANGE(env, "native attentionForward: out of memory for the tile scratch");
+  return NULL;
+}
+
+/* attentionBackward(dqkv, dout, qkv, out, lse, B, T, H, D, scale): Kernels.attentionCausalBackward. */
+static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value a[10];
+  if (napi_get_cb_info(env, info, &argc, a, NULL, NULL) != napi_ok) return NULL;
+  if (argc != 10) THROW_TYPE(env, "native attentionBackward: expected 10 arguments");
+  int64_t d[4];
+  double scale;
+  if (get_dims(env, a + 5, d, &scale)) return NULL;
+  if (d[0] == 0 || d[1] == 0 || d[2] == 0 || d[3] == 0) return NULL;
+  const int64_t N = d[0] * d[1], C = d[2] * d[3];
+  static const char *const names[5] = {"dqkv", "dout", "qkv", "out", "lse"};
+  const int64_t need[5] = {N * 3 * C, N * C, N * 3 * C, N * C, d[0] * d[2] * d[1]};
+  f32view v[5];
+  if (get_views(env, a, 5, names, need, v)) return NULL;
+  if (attention_causal_backward(v[0].data, v[1].data, v[2].data, v[3].data, v[4].data, (int)d[0], (int)d[1], (int)d[2], (int)d[3],
+                                (float)scale))
+    THROW_RANGE(env, "native attentionBackward: out of memory for the tile scratch");
+  return NULL;
+}
+
 /*
  * Threads for the following products. With OpenBLAS, OpenBLAS itself is kept at one thread
  * and the addon's pool splits each call (see pool.c); another CBLAS threads itself (or not),
@@ -403,7 +473,9 @@ static napi_value Init(napi_env env, napi_value exports) {
       export_fn(env, exports, "setThreads", SetThreads) != napi_ok ||
       export_fn(env, exports, "getThreads", GetThreads) != napi_ok ||
       export_fn(env, exports, "setBatchSplit", SetBatchSplit) != napi_ok ||
-      export_fn(env, exports, "park", Park) != napi_ok)
+      export_fn(env, exports, "park", Park) != napi_ok ||
+      export_fn(env, exports, "attentionForward", AttentionForward) != napi_ok ||
+      export_fn(env, exports, "attentionBackward", AttentionBackward) != napi_ok)
     return NULL;
   napi_create_string_utf8(env, lib, NAPI_AUTO_LENGTH, &s);
   napi_set_named_property(env, exports, "library", s);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
 import { loadConfig } from '../train/config.js';
 import { runModelBench, type ModelBenchResult } from '../model/bench.js';
+import { runDecodeBench, type DecodeBenchResult } from '../model/decode-bench.js';
 import { createOptimizer } from '../optim/index.js';
 import { runKernelBench } from '../kernels/bench.js';
 import { runTokenizerBench } from '../tokenizer/bench.js';
@@ -20,6 +21,9 @@ interface BenchOpts {
   json?: boolean;
   quick?: boolean;
 }
+
+/** `bench decode` times 1 sequence and this many side by side. */
+const DECODE_SEQUENCES = 8;
 
 /** Timed steps at the least: runModelBench reports their median. */
 const MIN_STEPS = 10;
@@ -40,11 +44,21 @@ function printModelResult(label: string, r: ModelBenchResult): void {
   }
 }
 
+function printDecodeResult(label: string, r: DecodeBenchResult): void {
+  console.log(`${label} decoding: ${r.params.toLocaleString('en-US')} params, KV cache, sampling (temperature 0.8, top-k 40), backend ${r.backend} x${r.threads}`);
+  console.log('  sequences  context  tokens/s  ms/round');
+  for (const row of r.rows) {
+    const note = row.mode === 'independent' ? '  (independent decoders stepped in turn: no batched decoder yet)' : '';
+    console.log(`  ${String(row.sequences).padStart(9)}  ${String(row.context).padStart(7)}  ${row.tokens_per_second.toFixed(0).padStart(8)}  ${row.ms_per_round.toFixed(2).padStart(8)}${note}`);
+  }
+  console.log(`  peak RSS   ${r.peak_rss_mb.toFixed(0)} MB`);
+}
+
 export function registerBench(program: Command): void {
   program
     .command('bench')
-    .description('measure speed: the model step (default), `kernels` (GFLOP/s, GB/s per backend) or `tokenizer`')
-    .argument('[what]', 'model | kernels | tokenizer', 'model')
+    .description('measure speed: the model step (default), `decode` (sampling tokens/s with the KV cache), `kernels` (GFLOP/s, GB/s per backend) or `tokenizer`')
+    .argument('[what]', 'model | decode | kernels | tokenizer', 'model')
     .option('--preset <name...>', 'model presets to measure (default: seed-small and default)')
     .option('--config <file>', 'a config TOML file to measure instead of a preset')
     .option('--set <key=value>', 'override a config key (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
@@ -67,13 +81,25 @@ export function registerBench(program: Command): void {
         await runTokenizerBench(print);
         return;
       }
-      if (what !== 'model') throw new UserError(`unknown benchmark "${what}": use model, kernels or tokenizer`);
+      if (what !== 'model' && what !== 'decode') throw new UserError(`unknown benchmark "${what}": use model, decode, kernels or tokenizer`);
       const targets: { label: string; preset?: string; file?: string }[] = opts.config
         ? [{ label: opts.config, file: opts.config, preset: opts.preset?.[0] }]
         : (opts.preset ?? ['seed-small', 'default']).map((p) => ({ label: p, preset: p }));
       for (const t of targets) {
         const cfg = loadConfig({ preset: t.preset, file: t.file, set: opts.set });
         const benchThreads = threads ?? (cfg.train.threads > 0 ? cfg.train.threads : undefined);
+        if (what === 'decode') {
+          // one model (batch 1, no optimizer) and DECODE_SEQUENCES KV-cache decoders
+          const one = planMemory({ model: cfg.model, batchSize: 1, optimizer: null, decoder: true, kernelThreads: kernelThreadsFor(backend, benchThreads) });
+          const kv = one.parts.find((p) => p.name === 'KV cache')!;
+          kv.bytes *= DECODE_SEQUENCES;
+          one.bytes += (DECODE_SEQUENCES - 1) * (kv.bytes / DECODE_SEQUENCES);
+          checkMemoryPlan(one, { subject: `decoding ${DECODE_SEQUENCES} sequences of the ${t.label} config` });
+          const r = await runDecodeBench({ config: cfg.model, backend, threads: benchThreads, sequences: [1, DECODE_SEQUENCES] });
+          if (opts.json) console.log(JSON.stringify({ preset: t.label, ...r }));
+          else printDecodeResult(t.label, r);
+          continue;
+        }
         // the bench builds the model, the config's optimizer and a batch (src/model/bench.ts)
         checkMemoryPlan(planMemory({
           model: cfg.model, batchSize: cfg.train.batch_size, optimizer: cfg.optim.name, decoder: false,

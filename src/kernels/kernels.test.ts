@@ -267,6 +267,53 @@ const CASES: Array<[string, Case]> = [
       close(datt, datt64, `softmaxCausalBackward nMat=${nMat} T=${T} scale=${scale}`);
     });
   }],
+  ['attentionCausal fused forward/backward vs the materialized T x T softmax (T off the tiles, D 16-128)', (k, arena, rng) => {
+    // [B, T, H, D, spread of q and k]: T = 1, T below / across / not a multiple of the
+    // kernels' query block (32) and key tile (64), D not a multiple of 4 or 16, and scores
+    // far beyond exp's float32 range (spread 6 at D 64: |scale q.k| up to ~290)
+    const shapes: Array<[number, number, number, number, number]> = [
+      [1, 1, 1, 16, 1], [2, 17, 3, 16, 1], [1, 70, 2, 32, 1], [2, 129, 2, 64, 1], [1, 65, 1, 128, 1],
+      [1, 33, 2, 18, 1], [1, 100, 1, 64, 6],
+    ];
+    for (const [B, T, H, D, spread] of shapes) scoped(arena, () => {
+      const C = H * D;
+      const N = B * T;
+      const scale = 1 / Math.sqrt(D);
+      const qkv = randFloats(arena, rng, N * 3 * C, -spread, spread);
+      const qkv64 = toFloat64(qkv);
+      const out = nanFloats(arena, N * C);
+      const lse = nanFloats(arena, B * H * T);
+      const out64 = toFloat64(out);
+      const lse64 = toFloat64(lse);
+      const label = `attentionCausal B=${B} T=${T} H=${H} D=${D} spread=${spread}`;
+      k.attentionCausalForward(out, lse, qkv, B, T, H, D, scale);
+      ref.attentionCausalForward(out64, lse64, qkv64, B, T, H, D, scale);
+      const m = materializedAttention(qkv64, null, B, T, H, D, scale);
+      // the oracle itself against the plain T x T computation (float64: agreement to rounding)
+      assertAllClose(out64.subarray(0, N * C), m.out, { rtol: 1e-10, atol: 1e-12, label: `${label}: js oracle out` });
+      assertAllClose(lse64.subarray(0, B * H * T), m.lse, { rtol: 1e-10, atol: 1e-12, label: `${label}: js oracle lse` });
+      close(out, out64, `${label} forward out`);
+      close(lse, lse64, `${label} forward lse`);
+      // backward from the backend's own (float32) out and lse on both sides
+      const dout = randFloats(arena, rng, N * C);
+      const dqkv = nanFloats(arena, N * 3 * C);
+      const dqkv64 = toFloat64(dqkv);
+      k.attentionCausalBackward(dqkv, dout, qkv, out, lse, B, T, H, D, scale);
+      ref.attentionCausalBackward(dqkv64, toFloat64(dout), qkv64, toFloat64(out), toFloat64(lse), B, T, H, D, scale);
+      const mb = materializedAttention(qkv64, toFloat64(dout), B, T, H, D, scale);
+      assertAllClose(dqkv64.subarray(0, N * 3 * C), mb.dqkv!, { rtol: 1e-4, atol: 1e-5 * maxAbs(mb.dqkv!), label: `${label}: js oracle dqkv` });
+      // each of dq, dk, dv against its own scale (dv is larger than dq and dk by ~1/scale)
+      for (const [part, name] of [[0, 'dq'], [1, 'dk'], [2, 'dv']] as const) {
+        const pick = (x: FloatArray): Float64Array => {
+          const r = new Float64Array(N * D * H);
+          for (let i = 0; i < N; i++) for (let c = 0; c < C; c++) r[i * C + c] = x[i * 3 * C + part * C + c]!;
+          return r;
+        };
+        close(pick(dqkv), pick(dqkv64), `${label} backward ${name}`, 1e-4, 1e-4);
+      }
+      assert.ok(dqkv.subarray(N * 3 * C).every((v) => Number.isNaN(v)), `${label}: dqkv written past its end`);
+    });
+  }],
   ['swiglu forward/backward', (k, arena, rng) => {
     for (const N of SIZES) for (const F of SIZES) scoped(arena, () => {
       const h = randFloats(arena, rng, N * 2 * F, -6, 6);
@@ -282,6 +329,11 @@ const CASES: Array<[string, Case]> = [
       k.swigluBackward(dh, dout, h, N, F);
       ref.swigluBackward(dh64, toFloat64(dout), h64, N, F);
       close(dh, dh64, `swigluBackward N=${N} F=${F}`);
+      // in place: the gradient overwrites h (what the model does, saving an [N, 2F] buffer)
+      const guard = Float64Array.from(h.subarray(N * 2 * F));
+      k.swigluBackward(h, dout, h, N, F);
+      close(h.subarray(0, N * 2 * F), dh64.subarray(0, N * 2 * F), `swigluBackward in place N=${N} F=${F}`);
+      close(h.subarray(N * 2 * F), guard, `swigluBackward in place N=${N} F=${F}: past the end`, 0, 0);
     });
   }],
   ['add / axpy / scale / sumSquares', (k, arena, rng) => {
@@ -522,6 +574,21 @@ test('kernels: the suite rejects planted bugs', async (t) => {
       embeddingForward: (out, tok, table, N, C) => js.embeddingForward(out, Int32Array.from(tok.subarray(0, N), (v) => (v + 1) % 29), table, N, C),
     }],
     ['softmax backward without the scale', 'softmaxCausal', { softmaxCausalBackward: (d, a, nMat, T) => js.softmaxCausalBackward(d, a, nMat, T, 1) }],
+    ['fused attention backward drops the scale on dq and dk', 'attentionCausal', {
+      attentionCausalBackward: (dqkv, dout, qkv, out, lse, B, T, H, D, scale) => {
+        js.attentionCausalBackward(dqkv, dout, qkv, out, lse, B, T, H, D, scale);
+        for (let r = 0; r < B * T; r++) for (let c = 0; c < 2 * H * D; c++) dqkv[r * 3 * H * D + c] /= scale;
+      },
+    }],
+    ['fused attention forward uses the next query\'s keys too (off-by-one mask)', 'attentionCausal', {
+      attentionCausalForward: (out, lse, qkv, B, T, H, D, scale) => {
+        // keys j <= t + 1: shift k and v up a row for the kernel, as if the mask let one more in
+        const C3 = 3 * H * D;
+        const shifted = Float64Array.from(qkv.subarray(0, B * T * C3));
+        for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) for (let c = H * D; c < C3; c++) shifted[(b * T + t) * C3 + c] = qkv[(b * T + t + 1) * C3 + c]!;
+        js.attentionCausalForward(out, lse, shifted, B, T, H, D, scale);
+      },
+    }],
     ['swiglu forward uses sigmoid instead of silu', 'swiglu', {
       swigluForward: (out, h, N, F) => { for (let i = 0; i < N; i++) for (let j = 0; j < F; j++) out[i * F + j] = h[i * 2 * F + F + j] / (1 + Math.exp(-h[i * 2 * F + j])); },
     }],
@@ -589,4 +656,69 @@ function hashName(s: string): number {
   let h = 2166136261;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
   return h >>> 0;
+}
+
+/**
+ * Attention the unfused way, in float64: the whole T x T probability matrix per head, then
+ * its products; with dout also the gradients through the softmax's Jacobian (the kernels
+ * above must agree with this without ever forming P).
+ */
+function materializedAttention(qkv: Float64Array, dout: Float64Array | null, B: number, T: number, H: number, D: number, scale: number):
+  { out: Float64Array; lse: Float64Array; dqkv: Float64Array | null } {
+  const C = H * D;
+  const C3 = 3 * C;
+  const out = new Float64Array(B * T * C);
+  const lse = new Float64Array(B * H * T);
+  const dqkv = dout ? new Float64Array(B * T * C3) : null;
+  const P = new Float64Array(T * T);
+  const dP = new Float64Array(T * T);
+  for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) {
+    const q = (t: number, d: number): number => qkv[(b * T + t) * C3 + h * D + d]!;
+    const kk = (t: number, d: number): number => qkv[(b * T + t) * C3 + C + h * D + d]!;
+    const v = (t: number, d: number): number => qkv[(b * T + t) * C3 + 2 * C + h * D + d]!;
+    for (let t = 0; t < T; t++) {
+      let mx = -Infinity;
+      for (let j = 0; j <= t; j++) {
+        let s = 0;
+        for (let d = 0; d < D; d++) s += q(t, d) * kk(j, d);
+        P[t * T + j] = scale * s;
+        mx = Math.max(mx, scale * s);
+      }
+      let sum = 0;
+      for (let j = 0; j <= t; j++) sum += Math.exp(P[t * T + j]! - mx);
+      lse[(b * H + h) * T + t] = mx + Math.log(sum);
+      for (let j = 0; j <= t; j++) P[t * T + j] = Math.exp(P[t * T + j]! - mx) / sum;
+      for (let d = 0; d < D; d++) {
+        let o = 0;
+        for (let j = 0; j <= t; j++) o += P[t * T + j]! * v(j, d);
+        out[(b * T + t) * C + h * D + d] = o;
+      }
+    }
+    if (!dout || !dqkv) continue;
+    const dy = (t: number, d: number): number => dout[(b * T + t) * C + h * D + d]!;
+    for (let t = 0; t < T; t++) {
+      let rowDot = 0;
+      for (let j = 0; j <= t; j++) {
+        let s = 0;
+        for (let d = 0; d < D; d++) s += dy(t, d) * v(j, d);
+        dP[t * T + j] = s;
+        rowDot += s * P[t * T + j]!;
+      }
+      // dS = P * (dP - sum_k P dP), times scale for the raw q.k
+      for (let j = 0; j <= t; j++) dP[t * T + j] = scale * P[t * T + j]! * (dP[t * T + j]! - rowDot);
+    }
+    for (let t = 0; t < T; t++) for (let d = 0; d < D; d++) {
+      let dq = 0, dk = 0, dv = 0;
+      for (let j = 0; j <= t; j++) dq += dP[t * T + j]! * kk(j, d);
+      for (let i = t; i < T; i++) {
+        dk += dP[i * T + t]! * q(i, d);
+        dv += P[i * T + t]! * dy(i, d);
+      }
+      const r = (b * T + t) * C3 + h * D + d;
+      dqkv[r] = dq;
+      dqkv[r + C] = dk;
+      dqkv[r + 2 * C] = dv;
+    }
+  }
+  return { out, lse, dqkv };
 }

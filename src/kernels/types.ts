@@ -95,13 +95,34 @@ export interface Kernels {
    */
   softmaxCausalBackward(datt: FloatArray, att: FloatArray, nMat: number, T: number, scale: number): void;
 
+  // ---------------------------------------------------------------- fused causal attention
+  /**
+   * Causal softmax attention of every head in one pass (flash-style), never forming the T x T
+   * probabilities. qkv is [B*T, 3C] (C = H*D), each row q | k | v with head h at columns h*D of
+   * each part (q and k already rotated). For each batch row b, head h and query t:
+   *   out[b*T + t, h*D + d] = sum_{j<=t} p_tj v_j[d],  p_tj = exp(scale q_t.k_j - lse_t),
+   *   lse[(b*H + h)*T + t] = log sum_{j<=t} exp(scale q_t.k_j)   (kept for backward).
+   * Writes out [B*T, C] and lse [B*H*T].
+   */
+  attentionCausalForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, H: number, D: number, scale: number): void;
+  /**
+   * Gradients of attentionCausalForward w.r.t. q, k and v, from dout [B*T, C] and the forward's
+   * qkv, out and lse (the probabilities are recomputed). WRITES all of dqkv [B*T, 3C]
+   * (dq | dk | dv in qkv's layout).
+   */
+  attentionCausalBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, out: FloatArray, lse: FloatArray,
+    B: number, T: number, H: number, D: number, scale: number): void;
+
   // ---------------------------------------------------------------- SwiGLU
   /**
    * h is [N, 2F]: gate = h[:, 0:F], up = h[:, F:2F] (one fused projection).
    * out[i, j] = silu(gate[i,j]) * up[i,j], silu(g) = g * sigmoid(g). Writes out [N, F].
    */
   swigluForward(out: FloatArray, h: FloatArray, N: number, F: number): void;
-  /** Writes dh [N, 2F] (gate part then up part) from dout [N, F] and the saved h. */
+  /**
+   * Writes dh [N, 2F] (gate part then up part) from dout [N, F] and the saved h. In place ok
+   * (dh may be h: the model writes the gradient over h, which backward no longer needs).
+   */
   swigluBackward(dh: FloatArray, dout: FloatArray, h: FloatArray, N: number, F: number): void;
 
   // ---------------------------------------------------------------- elementwise helpers
@@ -183,7 +204,7 @@ export interface Kernels {
  */
 export const NON_GEMM_KERNELS = [
   'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward', 'ropeForward', 'ropeBackward',
-  'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale',
+  'softmaxCausalForward', 'softmaxCausalBackward', 'attentionCausalForward', 'attentionCausalBackward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale',
   'sumSquares', 'dropout', 'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate',
   'scheduleFreeAdamwUpdate',
 ] as const;

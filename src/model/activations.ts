@@ -8,12 +8,13 @@ import type { ModelConfig } from './config.js';
  *   res      [N, C]       residual stream entering the layer (res of layer l+1 = its output)
  *   rstd1    [N]          1/rms of res (attn_norm)
  *   qkv      [N, 3C]      post-RoPE q | k | v
- *   att      [B, H, T, T] attention probabilities
+ *   lse      [B, H, T]    log-sum-exp of each attention row (the fused kernel recomputes the
+ *                         probabilities from it in backward; the T x T matrix is never stored)
  *   atty     [N, C]       heads' outputs before the out-projection
  *   mid      [N, C]       res + attention branch
  *   rstd2    [N]          1/rms of mid (mlp_norm)
  *   h        [N, 2F]      gate | up pre-activations
- * = 6NC + 2N + BHT^2 + 2NF floats per layer (+ 2NC + NF when the recomputable ones are kept).
+ * = 6NC + 2N + BHT + 2NF floats per layer (+ 2NC + NF when the recomputable ones are kept).
  *
  * Recomputable, kept only when they fit `keepBudgetBytes` (all layers together; default
  * DEFAULT_KEEP_BUDGET_BYTES), else recomputed in backward into shared scratch:
@@ -28,14 +29,18 @@ import type { ModelConfig } from './config.js';
  * Then the final residual, the final norm (lnf [N, C], rstdf [N]), logits [N, V] (overwritten
  * in place by dlogits when targets are given), losses [N], and shared scratch (never per
  * layer): ln [N, C] (normed input of the current sublayer), y [N, C] (sublayer output), dres
- * [N, C] (gradient of the residual stream), dC [N, C], dqkv [N, 3C], s = ds [N, F], and one
- * buffer of max(BHT^2, 2NF) shared by datt (attention backward) and dh (MLP backward), which
- * are never live at the same time.
+ * [N, C] (gradient of the residual stream), dC [N, C], dqkv [N, 3C] and s = ds [N, F]. The
+ * MLP's gate|up gradient is written over the layer's own h (swigluBackward works in place),
+ * so it needs no [N, 2F] scratch. The logits share one buffer with s and dqkv: the logits
+ * (dlogits) live from the LM head's forward to its backward, s and dqkv only inside a layer's
+ * MLP and attention, so they are never live at once; the buffer holds max(NV, NF + 3NC).
  *
- * Default preset (V 1024, C 192, L 6, H 6, T 256, F 768, B 8, float32): 8,654,848 floats =
- * 34.6 MB per layer, 207.7 MB for 6 layers, 62,287,872 floats = 249.2 MB in all with
- * head and scratch. The attention probabilities are the largest part (B*H*T^2 = 12.6 MB per
- * layer). `activationFloats` computes this; the tests assert these numbers.
+ * Default preset (V 1024, C 192, L 6, H 6, T 256, F 768, B 8, float32): 5,521,408 floats =
+ * 22.1 MB per layer, 132.5 MB for 6 layers, 38,244,352 floats = 153.0 MB in all with head and
+ * scratch. Before the fused attention kernel each layer also kept the probabilities
+ * [B, H, T, T] (12.6 MB per layer) and backward needed a scratch of that size (shared with the
+ * MLP's gate|up gradient, now written over h), and the logits had their own buffer:
+ * 62,287,872 floats = 249.2 MB in all. `activationFloats` computes this; the tests assert these numbers.
  */
 export interface LayerActivations {
   res: FloatArray;
@@ -47,7 +52,8 @@ export interface LayerActivations {
   s: FloatArray;
   rstd1: FloatArray;
   qkv: FloatArray;
-  att: FloatArray;
+  /** Log-sum-exp of each attention row [B, H, T] (fused attention's only saved statistic). */
+  lse: FloatArray;
   atty: FloatArray;
   mid: FloatArray;
   rstd2: FloatArray;
@@ -73,8 +79,6 @@ export interface Activations {
    * output (recomputed, then overwritten by its gradient).
    */
   s: FloatArray;
-  datt: FloatArray;
-  dh: FloatArray;
 }
 
 interface Dims { N: number; C: number; H: number; T: number; F: number; V: number; B: number; L: number }
@@ -103,16 +107,16 @@ export function keepsRecomputable(cfg: ModelConfig, maxB: number, keepBudgetByte
 export function layerActivationFloats(cfg: ModelConfig, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): number {
   const { N, C, H, T, F, B } = dims(cfg, maxB);
   const kept = keepsRecomputable(cfg, maxB, keepBudgetBytes) ? 2 * N * C + N * F : 0;
-  return 6 * N * C + 2 * N + B * H * T * T + 2 * N * F + kept;
+  return 6 * N * C + 2 * N + B * H * T + 2 * N * F + kept;
 }
 
 /** Total floats of the activation plan (layers, head, scratch). */
 export function activationFloats(cfg: ModelConfig, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): number {
   const { N, C, H, T, F, V, B, L } = dims(cfg, maxB);
   const recompute = !keepsRecomputable(cfg, maxB, keepBudgetBytes);
-  const head = N * C /* resFinal */ + N * C + N /* lnf, rstdf */ + N * V + N /* logits, losses */;
-  const scratch = (recompute ? N * C : 0) /* ln */ + 3 * N * C /* y, dres, dC */ + 3 * N * C + N * F
-    + Math.max(B * H * T * T, 2 * N * F);
+  const head = N * C /* resFinal */ + N * C + N /* lnf, rstdf */ + N /* losses */;
+  const scratch = (recompute ? N * C : 0) /* ln */ + 3 * N * C /* y, dres, dC */
+    + Math.max(N * V, N * F + 3 * N * C) /* logits, or s and dqkv */;
   return L * layerActivationFloats(cfg, maxB, keepBudgetBytes) + head + scratch;
 }
 
@@ -122,11 +126,13 @@ export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number, ke
   const f = (n: number): FloatArray => arena.floats(n);
   // shared scratch for the recomputed normed inputs (only when recomputing) and SwiGLU output/gradient
   const ln = recompute ? f(N * C) : null;
-  const s = f(N * F);
+  // logits over s | dqkv (see the file comment)
+  const shared = f(Math.max(N * V, N * F + 3 * N * C));
+  const s = shared.subarray(0, N * F);
   const layers: LayerActivations[] = [];
   for (let l = 0; l < L; l++) {
     layers.push({
-      res: f(N * C), rstd1: f(N), qkv: f(N * 3 * C), att: f(B * H * T * T),
+      res: f(N * C), rstd1: f(N), qkv: f(N * 3 * C), lse: f(B * H * T),
       atty: f(N * C), mid: f(N * C), rstd2: f(N), h: f(N * 2 * F),
       ln1: ln ?? f(N * C), ln2: ln ?? f(N * C), s: recompute ? s : f(N * F),
     });
@@ -134,15 +140,13 @@ export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number, ke
   const resFinal = f(N * C);
   const lnf = f(N * C);
   const rstdf = f(N);
-  const logits = f(N * V);
+  const logits = shared.subarray(0, N * V);
   const losses = f(N);
   const y = f(N * C);
   const dres = f(N * C);
   const dC = f(N * C);
-  const dqkv = f(N * 3 * C);
-  const shared = f(Math.max(B * H * T * T, 2 * N * F));
+  const dqkv = shared.subarray(N * F, N * F + 3 * N * C);
   return {
     recompute, layers, resFinal, lnf, rstdf, logits, losses, y, dres, dC, dqkv, s,
-    datt: shared.subarray(0, B * H * T * T), dh: shared.subarray(0, 2 * N * F),
   };
 }

@@ -5,11 +5,15 @@ import { linearBackward, linearForward } from './linear.js';
  * Causal multi-head self-attention with RoPE, as one op pair over planned buffers:
  *   qkv = x Wqkv ([N, 3C], row = q | k | v, head h at columns h*D of each part)
  *   rope(q, k) in place  (qkv is kept post-RoPE for backward)
- *   S[b, h] = q_bh k_bh^T         (gemmStridedBatched over heads: stride D inside a row of 3C)
- *   P = causal softmax(S / sqrt(D))   ([B, H, T, T], kept for backward)
- *   atty[b, :, h] = P[b, h] v_bh  (heads written side by side into atty [N, C])
+ *   atty[b, :, h] = softmax_causal(q_bh k_bh^T / sqrt(D)) v_bh   (heads side by side in atty [N, C])
  *   y = atty Wo
- * N = B*T. Every subarray view is made when the plan is built, never per step.
+ * N = B*T. `attentionForward`/`attentionBackward` run the middle line as ONE fused kernel
+ * (Kernels.attentionCausalForward/Backward): the T x T probabilities are never stored, only the
+ * per-row log-sum-exp lse [B, H, T], and backward recomputes the probabilities per tile.
+ * `attentionForwardUnfused`/`attentionBackwardUnfused` are the former path (per-head products
+ * into a stored [B, H, T, T] matrix, a separate softmax), kept as the reference the fused path
+ * is tested against; they need the plan's `att`/`datt` buffers.
+ * Every subarray view is made when the plan is built, never per step.
  */
 export interface AttentionDims {
   /** Largest batch the buffers hold; calls may use any B <= maxB. */
@@ -45,8 +49,10 @@ export interface AttentionBuffers {
   x: FloatArray;
   /** [N, 3C], written by forward, post-RoPE. */
   qkv: FloatArray;
-  /** Attention probabilities [B, H, T, T]. */
-  att: FloatArray;
+  /** Log-sum-exp of each row's scaled scores [B, H, T], written by forward. */
+  lse: FloatArray;
+  /** Attention probabilities [B, H, T, T]: only for the unfused reference path. */
+  att?: FloatArray;
   /** Heads' outputs [N, C]. */
   atty: FloatArray;
   /** Output [N, C] (written). */
@@ -66,8 +72,8 @@ export interface AttentionBuffers {
   datty: FloatArray;
   /** Scratch [N, 3C]. */
   dqkv: FloatArray;
-  /** Scratch [B, H, T, T]. */
-  datt: FloatArray;
+  /** Scratch [B, H, T, T]: only for the unfused reference path. */
+  datt?: FloatArray;
 }
 
 /** Views for one (batch row b, block [r0, r1)) made at planning time. */
@@ -93,6 +99,8 @@ export class AttentionPlan {
     this.scale = 1 / Math.sqrt(this.D);
     const block = Math.max(1, Math.min(T, dims.block ?? defaultCausalBlock(T)));
     const C3 = 3 * C;
+    const { att, datt } = buf;
+    if (!att || !datt) return; // fused path only: no block views needed
     for (let b = 0; b < maxB; b++) {
       const r3 = b * T * C3;
       const r1b = b * T * C;
@@ -102,9 +110,9 @@ export class AttentionPlan {
         const r1 = Math.min(T, r0 + block);
         blocks.push({
           r0, r1,
-          q: buf.qkv.subarray(r3 + r0 * C3), att: buf.att.subarray(a + r0 * T), atty: buf.atty.subarray(r1b + r0 * C),
-          datty: buf.datty.subarray(r1b + r0 * C), datt: buf.datt.subarray(a + r0 * T), dq: buf.dqkv.subarray(r3 + r0 * C3),
-          attKey: buf.att.subarray(a + r0 * T + r0), dattKey: buf.datt.subarray(a + r0 * T + r0),
+          q: buf.qkv.subarray(r3 + r0 * C3), att: att.subarray(a + r0 * T), atty: buf.atty.subarray(r1b + r0 * C),
+          datty: buf.datty.subarray(r1b + r0 * C), datt: datt.subarray(a + r0 * T), dq: buf.dqkv.subarray(r3 + r0 * C3),
+          attKey: att.subarray(a + r0 * T + r0), dattKey: datt.subarray(a + r0 * T + r0),
           qRows: buf.qkv.subarray(r3 + r0 * C3), dattyRows: buf.datty.subarray(r1b + r0 * C),
           dk: buf.dqkv.subarray(r3 + r0 * C3 + C), dv: buf.dqkv.subarray(r3 + r0 * C3 + 2 * C),
         });
@@ -115,6 +123,37 @@ export class AttentionPlan {
 }
 
 export function attentionForward(kn: Kernels, p: AttentionPlan, B: number): void {
+  const { T, C, H } = p.dims;
+  const { D, buf } = p;
+  const N = B * T;
+  linearForward(kn, buf.qkv, buf.x, buf.wqkv, N, C, 3 * C);
+  // q and k are the first 2H heads of each row: rotate both in one call
+  kn.ropeForward(buf.qkv, N, T, 2 * H, D, 3 * C, buf.cos, buf.sin);
+  kn.attentionCausalForward(buf.atty, buf.lse, buf.qkv, B, T, H, D, p.scale);
+  linearForward(kn, buf.y, buf.atty, buf.wo, N, C, C);
+}
+
+/** Accumulates dwqkv, dwo (scaled by alpha) and writes dx. Needs the forward's buffers intact. */
+export function attentionBackward(kn: Kernels, p: AttentionPlan, B: number, alpha = 1): void {
+  const { T, C, H } = p.dims;
+  const { D, buf } = p;
+  const N = B * T;
+  linearBackward(kn, buf.datty, buf.dwo, buf.dy, buf.atty, buf.wo, N, C, C, alpha);
+  kn.attentionCausalBackward(buf.dqkv, buf.datty, buf.qkv, buf.atty, buf.lse, B, T, H, D, p.scale);
+  // gradients w.r.t. the pre-RoPE q, k: the inverse rotation
+  kn.ropeBackward(buf.dqkv, N, T, 2 * H, D, 3 * C, buf.cos, buf.sin);
+  linearBackward(kn, buf.dx, buf.dwqkv, buf.dqkv, buf.x, buf.wqkv, N, C, 3 * C, 1);
+}
+
+function needUnfused(p: AttentionPlan): { att: FloatArray; datt: FloatArray } {
+  const { att, datt } = p.buf;
+  if (!att || !datt) throw new Error('attention: the unfused path needs the plan\'s att and datt buffers');
+  return { att, datt };
+}
+
+/** The unfused reference forward: stores the probabilities in buf.att (buf.lse is not written). */
+export function attentionForwardUnfused(kn: Kernels, p: AttentionPlan, B: number): void {
+  const { att } = needUnfused(p);
   const { T, C, H } = p.dims;
   const { D, buf } = p;
   const N = B * T;
@@ -131,7 +170,7 @@ export function attentionForward(kn: Kernels, p: AttentionPlan, B: number): void
       kn.gemmStridedBatched(false, true, v.r1 - v.r0, v.r1, D, 1, v.q, C3, D, pb.k, C3, D, 0, v.att, T, TT, H);
     }
   }
-  kn.softmaxCausalForward(buf.att, B * H, T, p.scale);
+  kn.softmaxCausalForward(att, B * H, T, p.scale);
   for (let b = 0; b < B; b++) {
     const pb = p.perBatch[b]!;
     for (const v of pb.blocks) {
@@ -142,8 +181,9 @@ export function attentionForward(kn: Kernels, p: AttentionPlan, B: number): void
   linearForward(kn, buf.y, buf.atty, buf.wo, N, C, C);
 }
 
-/** Accumulates dwqkv, dwo (scaled by alpha) and writes dx. Needs the forward's buffers intact. */
-export function attentionBackward(kn: Kernels, p: AttentionPlan, B: number, alpha = 1): void {
+/** The unfused reference backward (reads buf.att, uses buf.datt as scratch). */
+export function attentionBackwardUnfused(kn: Kernels, p: AttentionPlan, B: number, alpha = 1): void {
+  const { att, datt } = needUnfused(p);
   const { T, C, H } = p.dims;
   const { D, buf } = p;
   const N = B * T;
@@ -159,7 +199,7 @@ export function attentionBackward(kn: Kernels, p: AttentionPlan, B: number, alph
       kn.gemmStridedBatched(true, false, v.r1 - v.r0, D, T - v.r0, 1, v.attKey, T, TT, v.dattyRows, C, D, 0, v.dv, C3, D, H);
     }
   }
-  kn.softmaxCausalBackward(buf.datt, buf.att, B * H, T, p.scale);
+  kn.softmaxCausalBackward(datt, att, B * H, T, p.scale);
   for (let b = 0; b < B; b++) {
     const pb = p.perBatch[b]!;
     for (const v of pb.blocks) {

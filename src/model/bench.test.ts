@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createBackend } from '../kernels/index.js';
 import { runModelBench } from './bench.js';
+import { runDecodeBench } from './decode-bench.js';
 import { flopsPerToken } from './flops.js';
 import { GPT } from './gpt.js';
 import { countParams } from './layout.js';
@@ -22,7 +23,7 @@ test('runModelBench reports consistent numbers and a per-kernel profile (tiny mo
   assert.equal(r.mfu, r.gflops / 10);
   assert.ok(r.peak_rss_mb > 10);
   const names = new Set(r.profile!.map((e) => e.name));
-  for (const n of ['gemm.nn', 'gemm.tn', 'gemm.nt', 'softmaxCausalForward', 'crossEntropyForwardBackward', 'adamwUpdate']) assert.ok(names.has(n), n);
+  for (const n of ['gemm.nn', 'gemm.tn', 'gemm.nt', 'attentionCausalForward', 'attentionCausalBackward', 'crossEntropyForwardBackward', 'adamwUpdate']) assert.ok(names.has(n), n);
   // per optimizer step: 2 micro-batches x 2 layers x (qkv, wo, gate_up, down) forward gemms + LM head = 2 x (8 + 0)
   assert.equal(r.profile!.find((e) => e.name === 'gemm.nn')!.calls, 2 * 2 * 4 + 2 /* dx of the LM head is nn */);
 });
@@ -70,4 +71,21 @@ test('runModelBench times the optimizer it is given, once per step, on the model
   assert.equal(lrs.length, 12, 'warm-up and timed steps');
   assert.ok(lrs.every((lr) => lr > 0));
   assert.ok(r.optimizer_ms >= 0);
+});
+
+test('runDecodeBench: tokens/s of 1 and 3 sequences at each context, consistent with the time per round (tiny model, js)', async () => {
+  const config = tinyConfig({ vocab_size: 64, d_model: 32, n_head: 2, seq_len: 16, ffn_hidden: 64 });
+  const r = await runDecodeBench({ config, backend: 'js', sequences: [1, 3], tokens: 4 });
+  assert.equal(r.backend, 'js');
+  assert.equal(r.params, countParams(config));
+  // default contexts: 1, seq_len / 2 and seq_len - tokens
+  assert.deepEqual(r.rows.map((x) => [x.sequences, x.context, x.mode]), [
+    [1, 1, 'single'], [1, 8, 'single'], [1, 12, 'single'], [3, 1, 'independent'], [3, 8, 'independent'], [3, 12, 'independent'],
+  ]);
+  for (const row of r.rows) {
+    assert.equal(row.tokens, 4);
+    assert.ok(row.tokens_per_second > 0 && Number.isFinite(row.tokens_per_second));
+    assert.ok(Math.abs(row.tokens_per_second - (row.sequences * 1000) / row.ms_per_round) < 1e-6 * row.tokens_per_second);
+  }
+  await assert.rejects(runDecodeBench({ config, backend: 'js', contexts: [14], tokens: 4 }), /context 14 plus 4 timed tokens must fit model.seq_len 16/);
 });

@@ -13,8 +13,10 @@ import { countParams } from './layout.js';
  *                                   and PV are 2 * T * C FLOPs each in the forward over the FULL
  *                                   T x T matrix, and the backward doubles that (12 L T C in all).
  *                                   We count the CAUSAL HALF (only keys j <= t do useful work),
- *                                   hence 6 L T C. The kernels actually compute the full
- *                                   square, so the hardware does 6 L T C more than counted.
+ *                                   hence 6 L T C. The fused attention kernel skips key tiles
+ *                                   past each query block (only the diagonal tiles do masked
+ *                                   work) but recomputes QK^T in backward (2 L T C more than
+ *                                   counted); recomputation is not counted, as usual for MFU.
  */
 export function flopsPerToken(cfg: ModelConfig): number {
   return 6 * countParams(cfg) + attentionFlopsPerToken(cfg);

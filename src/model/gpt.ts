@@ -2,7 +2,7 @@ import type { Arena } from '../kernels/arena.js';
 import { ropeTables, type FloatArray, type Kernels } from '../kernels/types.js';
 import { UserError } from '../util/errors.js';
 import { DEFAULT_KEEP_BUDGET_BYTES, planActivations, type Activations } from './activations.js';
-import { AttentionPlan, attentionBackward, attentionForward, defaultCausalBlock } from './attention.js';
+import { AttentionPlan, attentionBackward, attentionForward } from './attention.js';
 import { headDim, validateModelConfig, type ModelConfig } from './config.js';
 import { planLayout, weightViews, type ModelWeights, type ParamTensor, type PlannedTensor } from './layout.js';
 import { lmHeadBackward, lmHeadForward } from './linear.js';
@@ -133,19 +133,19 @@ export class GPT {
     for (let l = 0; l < config.n_layer; l++) {
       const la = a.layers[l]!;
       this.attn.push(new AttentionPlan(
-        { maxB: batchSize, T, C, H: config.n_head, block: defaultCausalBlock(T, kernels.name) },
+        { maxB: batchSize, T, C, H: config.n_head },
         {
-          x: la.ln1, qkv: la.qkv, att: la.att, atty: la.atty, y: a.y,
+          x: la.ln1, qkv: la.qkv, lse: la.lse, atty: la.atty, y: a.y,
           wqkv: this.w.layers[l]!.wqkv, wo: this.w.layers[l]!.wo, cos: this.ropeCos, sin: this.ropeSin,
           dy: branchDy, dx: a.dC, dwqkv: this.g.layers[l]!.wqkv, dwo: this.g.layers[l]!.wo,
-          datty: a.dC, dqkv: a.dqkv, datt: a.datt,
+          datty: a.dC, dqkv: a.dqkv,
         },
       ));
       this.mlp.push({
         dims: { maxB: batchSize, T, C, F: config.ffn_hidden },
         buf: {
           x: la.ln2, h: la.h, s: la.s, y: a.y, wGateUp: this.w.layers[l]!.wGateUp, wDown: this.w.layers[l]!.wDown,
-          dy: branchDy, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: a.dh, ds: a.s,
+          dy: branchDy, dx: a.dC, dwGateUp: this.g.layers[l]!.wGateUp, dwDown: this.g.layers[l]!.wDown, dh: la.h, ds: a.s,
         },
         recompute: a.recompute,
       });

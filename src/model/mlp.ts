@@ -33,7 +33,7 @@ export interface MlpBuffers {
   dx: FloatArray;
   dwGateUp: FloatArray;
   dwDown: FloatArray;
-  /** Scratch [N, 2F]. */
+  /** Scratch [N, 2F] for the gate|up gradient; may be `h` itself (swigluBackward works in place). */
   dh: FloatArray;
   /** Scratch [N, F]; may be the same buffer as `s`. */
   ds: FloatArray;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createJsKernels } from '../kernels/js/index.js';
 import { dot, fillNormal, numericGradient, seededRng } from '../kernels/testing.js';
 import { ropeTables } from '../kernels/types.js';
-import { AttentionPlan, attentionBackward, attentionForward } from './attention.js';
+import { AttentionPlan, attentionBackward, attentionBackwardUnfused, attentionForward, attentionForwardUnfused } from './attention.js';
 import { linearBackward, linearForward, lmHeadBackward, lmHeadForward } from './linear.js';
 import { mlpBackward, mlpForward, type MlpPlan } from './mlp.js';
 
@@ -27,14 +27,15 @@ function assertGrad(label: string, analytic: ArrayLike<number>, numeric: Float64
   assert.ok(maxDiff <= 1e-6 * maxNum + 1e-12, `${label}: max error ${maxDiff.toExponential(3)} vs max |grad| ${maxNum.toExponential(3)}`);
 }
 
-function attentionSetup(block: number, seed: number) {
+function attentionSetup(block: number, seed: number, shape: { B: number; T: number; C: number; H: number } = { B: 2, T: 5, C: 8, H: 2 }) {
   const rng = seededRng(seed);
-  const B = 2, T = 5, C = 8, H = 2, D = C / H, N = B * T;
+  const { B, T, C, H } = shape;
+  const D = C / H, N = B * T;
   const cos = f64(T * D / 2), sin = f64(T * D / 2);
   ropeTables(cos, sin, T, D, 10000);
   const datty = f64(N * C);
   const buf = {
-    x: fillNormal(f64(N * C), rng), qkv: f64(N * 3 * C), att: f64(B * H * T * T), atty: f64(N * C), y: f64(N * C),
+    x: fillNormal(f64(N * C), rng), qkv: f64(N * 3 * C), lse: f64(B * H * T), att: f64(B * H * T * T), atty: f64(N * C), y: f64(N * C),
     wqkv: fillNormal(f64(C * 3 * C), rng, 0.5), wo: fillNormal(f64(C * C), rng, 0.5), cos, sin,
     dy: fillNormal(f64(N * C), rng), dx: datty, dwqkv: f64(C * 3 * C), dwo: f64(C * C),
     datty, dqkv: f64(N * 3 * C), datt: f64(B * H * T * T),
@@ -45,34 +46,79 @@ function attentionSetup(block: number, seed: number) {
   return { B, T, C, buf, p: new AttentionPlan({ maxB: B, T, C, H, block }, buf) };
 }
 
+type AttnPass = { fwd: typeof attentionForward; bwd: typeof attentionBackward };
+const FUSED: AttnPass = { fwd: attentionForward, bwd: attentionBackward };
+const UNFUSED: AttnPass = { fwd: attentionForwardUnfused, bwd: attentionBackwardUnfused };
+
+/** Gradients of sum(R * y) by finite differences, and causality of dx, for one attention path. */
+function checkAttentionGrads(pass: AttnPass, block: number, shape?: { B: number; T: number; C: number; H: number }): void {
+  const { B, T, C, buf, p } = attentionSetup(block, 1, shape);
+  const R = Float64Array.from(buf.dy);
+  const f = (): number => { pass.fwd(k, p, B); return dot(R, buf.y); };
+  f();
+  pass.bwd(k, p, B, 1);
+  const dx = Float64Array.from(buf.dx);
+  assertGrad('attention dx', dx, numericGradient(buf.x, f));
+  assertGrad('attention dwqkv', buf.dwqkv, numericGradient(buf.wqkv, f));
+  assertGrad('attention dwo', buf.dwo, numericGradient(buf.wo, f));
+  // causality inside the op: an output gradient only at row t never reaches rows > t
+  const t = 2;
+  buf.dy.fill(0);
+  for (let j = 0; j < C; j++) buf.dy[t * C + j] = 1;
+  f();
+  pass.bwd(k, p, B, 1);
+  for (let r = t + 1; r < T; r++) for (let j = 0; j < C; j++) assert.equal(buf.dx[r * C + j], 0, `row ${r}`);
+}
+
 // block 5 = the full square; 2 and 3 split T = 5 into uneven causal blocks; 1 = a row per block
 for (const block of [5, 2, 3, 1]) {
-  test(`attention op pair (fused QKV, RoPE, causal softmax, out-proj; causal block ${block}) matches finite differences`, () => {
-    const { B, T, C, buf, p } = attentionSetup(block, 1);
-    const R = Float64Array.from(buf.dy);
-    const f = (): number => { attentionForward(k, p, B); return dot(R, buf.y); };
-    f();
-    attentionBackward(k, p, B, 1);
-    const dx = Float64Array.from(buf.dx);
-    assertGrad('attention dx', dx, numericGradient(buf.x, f));
-    assertGrad('attention dwqkv', buf.dwqkv, numericGradient(buf.wqkv, f));
-    assertGrad('attention dwo', buf.dwo, numericGradient(buf.wo, f));
+  test(`unfused attention op pair (fused QKV, RoPE, stored causal softmax, out-proj; causal block ${block}) matches finite differences`, () => {
+    const { B, T, buf, p } = attentionSetup(block, 1);
+    checkAttentionGrads(UNFUSED, block);
     // blocked products give the full-square results (up to rounding)
     const full = attentionSetup(T, 1);
-    attentionForward(k, full.p, B);
-    attentionBackward(k, full.p, B, 1);
-    f();
-    buf.dwqkv.fill(0);
-    attentionBackward(k, p, B, 1);
+    attentionForwardUnfused(k, full.p, B);
+    attentionBackwardUnfused(k, full.p, B, 1);
+    attentionForwardUnfused(k, p, B);
+    attentionBackwardUnfused(k, p, B, 1);
     for (let i = 0; i < buf.y.length; i++) assert.ok(Math.abs(buf.y[i]! - full.buf.y[i]!) < 1e-12, `y[${i}]`);
     for (let i = 0; i < buf.dx.length; i++) assert.ok(Math.abs(buf.dx[i]! - full.buf.dx[i]!) < 1e-12, `dx[${i}]`);
-    // causality inside the op: an output gradient only at row t never reaches rows > t
-    const t = 2;
-    buf.dy.fill(0);
-    for (let j = 0; j < C; j++) buf.dy[t * C + j] = 1;
-    f();
-    attentionBackward(k, p, B, 1);
-    for (let r = t + 1; r < T; r++) for (let j = 0; j < C; j++) assert.equal(buf.dx[r * C + j], 0, `row ${r}`);
+  });
+}
+
+// T = 5 (one key tile of the js oracle), T = 37 (three tiles of 16, the last one partial)
+for (const shape of [{ B: 2, T: 5, C: 8, H: 2 }, { B: 1, T: 37, C: 8, H: 2 }]) {
+  test(`fused attention op pair (online softmax, lse only) matches finite differences and the unfused op (T ${shape.T})`, () => {
+    checkAttentionGrads(FUSED, shape.T, shape);
+    const a = attentionSetup(shape.T, 3, shape);
+    const b = attentionSetup(shape.T, 3, shape);
+    attentionForward(k, a.p, a.B);
+    attentionBackward(k, a.p, a.B, 0.5);
+    attentionForwardUnfused(k, b.p, b.B);
+    attentionBackwardUnfused(k, b.p, b.B, 0.5);
+    assert.ok(a.buf.att.every((v) => Number.isNaN(v)), 'the fused path must not touch the T x T buffer');
+    const same = (x: Float64Array, y: Float64Array, what: string): void => {
+      let scale = 0;
+      for (const v of y) scale = Math.max(scale, Math.abs(v));
+      assert.ok(scale > 0, what);
+      for (let i = 0; i < x.length; i++) assert.ok(Math.abs(x[i]! - y[i]!) <= 1e-12 * scale, `${what}[${i}]: ${x[i]} vs ${y[i]}`);
+    };
+    same(a.buf.y, b.buf.y, 'y');
+    same(a.buf.dx, b.buf.dx, 'dx');
+    same(a.buf.dwqkv, b.buf.dwqkv, 'dwqkv');
+    same(a.buf.dwo, b.buf.dwo, 'dwo');
+    // lse is the log of the softmax's normaliser: exp(scale q.k - lse) are the unfused probabilities
+    const { T, C, H } = shape;
+    const D = C / H;
+    for (let r = 0; r < a.buf.lse.length; r++) {
+      const bh = Math.floor(r / T), t = r % T, bi = Math.floor(bh / H), h = bh % H;
+      for (let j = 0; j <= t; j++) {
+        let qk = 0;
+        for (let d = 0; d < D; d++) qk += a.buf.qkv[(bi * T + t) * 3 * C + h * D + d]! * a.buf.qkv[(bi * T + j) * 3 * C + C + h * D + d]!;
+        const pr = Math.exp(qk / Math.sqrt(D) - a.buf.lse[r]!);
+        assert.ok(Math.abs(pr - b.buf.att[r * T + j]!) < 1e-12, `probability ${r}, ${j} from lse`);
+      }
+    }
   });
 }
 

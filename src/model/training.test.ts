@@ -40,7 +40,7 @@ function nullKernels(): Kernels {
   return {
     name: 'js', threads: 1, gemm: noop, gemmStridedBatched: noop, embeddingForward: noop, embeddingBackward: noop,
     rmsnormForward: noop, rmsnormBackward: noop, ropeForward: noop, ropeBackward: noop, softmaxCausalForward: noop,
-    softmaxCausalBackward: noop, swigluForward: noop, swigluBackward: noop, add: noop, axpy: noop, scale: noop,
+    softmaxCausalBackward: noop, attentionCausalForward: noop, attentionCausalBackward: noop, swigluForward: noop, swigluBackward: noop, add: noop, axpy: noop, scale: noop,
     sumSquares: () => 0, dropout: noop, crossEntropyForward: noop, crossEntropyForwardBackward: noop, adamwUpdate: noop,
     lionUpdate: noop, scheduleFreeAdamwUpdate: noop, dispose: noop,
   };

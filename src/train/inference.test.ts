@@ -138,10 +138,11 @@ test('the memory plan of sample and eval matches the arena they use, and an over
   await assert.rejects(openRun(big, { backend: 'wasm', threads: 1, batchSize: 1 }),
     (e: unknown) => e instanceof UserError && e.message.startsWith(`the run in ${big} needs `) && /but the wasm32 arena holds at most 4\.0 GiB/.test(e.message));
   // sample runs one row (nothing to lower but the model); eval runs train.batch_size rows
+  // (a million positions need GiBs, no longer TiBs: no activation grows with seq_len squared)
   for (const [cmd, end] of [['sample', 'GiB'], ['eval', "GiB; lower train\\.batch_size in the run's config\\.toml"]] as const) {
     const r = spawnSync(process.execPath, [BIN, cmd, '--run', big], { encoding: 'utf8' });
     assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, new RegExp(`^pocketlm: the run in .* needs [\\d.]+ TiB of memory \\(activations .* but the wasm32 arena holds at most 4\\.0 ${end}\n$`));
+    assert.match(r.stderr, new RegExp(`^pocketlm: the run in .* needs [\\d.]+ GiB of memory \\(activations .* but the wasm32 arena holds at most 4\\.0 ${end}\n$`));
   }
 });
 

@@ -3,7 +3,7 @@ import { gemm, gemmStridedBatched } from './gemm.js';
 import { embeddingBackward, embeddingForward } from './embedding.js';
 import { rmsnormBackward, rmsnormForward } from './norm.js';
 import { ropeBackward, ropeForward } from './rope.js';
-import { softmaxCausalBackward, softmaxCausalForward } from './attention.js';
+import { attentionCausalBackward, attentionCausalForward, softmaxCausalBackward, softmaxCausalForward } from './attention.js';
 import { swigluBackward, swigluForward } from './swiglu.js';
 import { add, axpy, scale, sumSquares } from './elementwise.js';
 import { dropout } from './dropout.js';
@@ -40,6 +40,8 @@ export function createJsKernels(): Kernels {
     ropeBackward,
     softmaxCausalForward,
     softmaxCausalBackward,
+    attentionCausalForward,
+    attentionCausalBackward,
     swigluForward,
     swigluBackward,
     add,

@@ -11,7 +11,7 @@ type Delegated = NonGemmKernel;
  * workers spin, so the next product finds them awake.
  */
 const HEAVY: ReadonlySet<Delegated> = new Set<Delegated>([
-  'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward',
+  'softmaxCausalForward', 'softmaxCausalBackward', 'attentionCausalForward', 'attentionCausalBackward', 'swigluForward', 'swigluBackward',
   'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate', 'scheduleFreeAdamwUpdate',
 ]);
 
@@ -29,6 +29,11 @@ function delegate(base: Kernels, before: () => void): Pick<Kernels, Delegated> {
 }
 
 /**
+ * ROW_NOTE: products with one row of op(A) (the KV-cache decoder's, one token at a time) go to
+ * the base: the wasm row kernel reads each weight once without packing, and a BLAS call plus its
+ * hand-offs cost more. Measured on the default preset, one thread, 2-core EPYC: 1.4 ms per decoded
+ * token through OpenBLAS, 0.7-1.0 ms through the wasm row kernel (0.8 ms with it on native).
+ *
  * Kernels named 'native': gemm and gemmStridedBatched by the CBLAS addon (float32 views
  * into the shared arena; a Float64Array is rejected with a TypeError by the addon), all
  * else by `base`. The addon's thread count is process-wide, so each product sets it to
@@ -57,16 +62,40 @@ export function createNativeKernels(base: Kernels, addon: NativeBlas, opts: { th
     name: 'native',
     threads,
     gemm(transA, transB, M, N, K, alpha, A: FloatArray, lda, B: FloatArray, ldb, beta, C: FloatArray, ldc): void {
+      // a single row (decoding): the base's unpacked row kernel beats the BLAS call (see ROW_NOTE)
+      if (M === 1 && !transA) return base.gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
       useThreads();
       addon.sgemm(transA, transB, M, N, K, alpha, A as Float32Array, lda, B as Float32Array, ldb, beta, C as Float32Array, ldc);
     },
     gemmStridedBatched(transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch): void {
+      if (M === 1 && !transA) return base.gemmStridedBatched(transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC, batch);
       useThreads();
       addon.sgemmStridedBatched(
         transA, transB, M, N, K, alpha, A as Float32Array, lda, strideA, B as Float32Array, ldb, strideB,
         beta, C as Float32Array, ldc, strideC, batch,
       );
     },
+    ...(addon.attentionForward && addon.attentionBackward ? nativeAttention(addon, useThreads) : {}),
     dispose: () => base.dispose(),
+  };
+}
+
+/**
+ * The addon's C fused attention (AVX-512/AVX2 by the CPU, on the addon's thread pool) in place
+ * of the wasm one. Measured on the default preset's shape (B 8, T 256, H 6, D 32), 2-core
+ * EPYC: see scripts/bench-attention.mjs.
+ */
+function nativeAttention(addon: NativeBlas, useThreads: () => void): Pick<Kernels, 'attentionCausalForward' | 'attentionCausalBackward'> {
+  const fwd = addon.attentionForward!.bind(addon);
+  const bwd = addon.attentionBackward!.bind(addon);
+  return {
+    attentionCausalForward(out, lse, qkv, B, T, H, D, scale): void {
+      useThreads();
+      fwd(out as Float32Array, lse as Float32Array, qkv as Float32Array, B, T, H, D, scale);
+    },
+    attentionCausalBackward(dqkv, dout, qkv, out, lse, B, T, H, D, scale): void {
+      useThreads();
+      bwd(dqkv as Float32Array, dout as Float32Array, qkv as Float32Array, out as Float32Array, lse as Float32Array, B, T, H, D, scale);
+    },
   };
 }

@@ -36,6 +36,13 @@ export interface NativeBlas {
    * before a long kernel of another pool (the wasm workers). Missing in addons built before it.
    */
   park?(): void;
+  /**
+   * Fused causal attention in C (native/src/attention.c), same arguments as
+   * Kernels.attentionCausalForward/Backward (float32 only). Missing in addons built before it.
+   */
+  attentionForward?(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, H: number, D: number, scale: number): void;
+  attentionBackward?(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, lse: Float32Array,
+    B: number, T: number, H: number, D: number, scale: number): void;
   /** e.g. "OpenBLAS 0.3.21 (core Cooperlake, /lib/x86_64-linux-gnu/libopenblas.so.0)". */
   readonly library: string;
   /** Whether setThreads does anything (OpenBLAS), or the library picks its own threads. */

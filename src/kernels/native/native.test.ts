@@ -4,6 +4,9 @@ import { WasmArena } from '../arena.js';
 import { assertAllClose, fillUniform, seededRng, type Rng } from '../testing.js';
 import type { Kernels } from '../types.js';
 import { createNativeKernels, loadNativeBlas, openblasCoretypeFor, openblasEnv, type NativeBlas } from './index.js';
+import { createJsKernels } from '../js/index.js';
+
+const jsKernels = createJsKernels();
 
 const loaded = loadNativeBlas();
 const skip = loaded.ok ? false : `native addon not available: ${loaded.reason}`;
@@ -247,6 +250,46 @@ describe('createNativeKernels', { skip }, () => {
     k.adamwUpdate(A, A, A, A, 1, 0, 0, 0, 0, 0, 1, 1);
     await k.dispose();
     assert.deepEqual(calls, ['sumSquares', 'add', 'adamwUpdate', 'dispose']);
+  });
+
+  it('sends single-row products (decoding) to the base\'s row kernel, and transposed-A ones to BLAS', () => {
+    const calls: string[] = [];
+    const k = createNativeKernels(recordingBase(calls), addon, { threads: 1 });
+    const arena = new WasmArena();
+    const A = arena.floats(6), B = arena.floats(6), C = arena.floats(4);
+    k.gemm(false, false, 1, 2, 3, 1, A, 3, B, 2, 0, C, 2);
+    k.gemmStridedBatched(false, true, 1, 2, 3, 1, A, 3, 3, B, 3, 0, 0, C, 2, 2, 2);
+    assert.deepEqual(calls, ['gemm', 'gemmStridedBatched']);
+    calls.length = 0;
+    A.set([1, 2, 3, 4, 5, 6]);
+    B.set([1, 0, 0, 1, 1, 1]);
+    k.gemm(true, false, 1, 2, 3, 1, A, 2, B, 2, 0, C, 2); // op(A) = column 0 of A stored 3 x 2: [1, 3, 5]
+    assert.deepEqual([...C.subarray(0, 2)], [6, 8]);
+    assert.deepEqual(calls, ['parkWorkers']);
+  });
+
+  it('runs the fused attention in the addon\'s C kernel (not on the base), equal to the js oracle; refuses short views', () => {
+    assert.equal(typeof addon.attentionForward, 'function', 'an addon built from this source has the C attention');
+    for (const threads of [1, 2]) {
+      const calls: string[] = [];
+      const k = createNativeKernels(recordingBase(calls), addon, { threads });
+      const arena = new WasmArena();
+      const rng = seededRng(91 + threads);
+      const B = 2, T = 77, H = 3, D = 32, C = H * D, N = B * T, scale = 1 / Math.sqrt(D);
+      const qkv = fillUniform(arena.floats(N * 3 * C), rng);
+      const out = arena.floats(N * C), lse = arena.floats(B * H * T), dout = fillUniform(arena.floats(N * C), rng), dqkv = arena.floats(N * 3 * C);
+      k.attentionCausalForward(out, lse, qkv, B, T, H, D, scale);
+      k.attentionCausalBackward(dqkv, dout, qkv, out, lse, B, T, H, D, scale);
+      assert.deepEqual(calls, ['parkWorkers', 'parkWorkers']);
+      const q64 = Float64Array.from(qkv), o64 = new Float64Array(N * C), l64 = new Float64Array(B * H * T), d64 = new Float64Array(N * 3 * C);
+      jsKernels.attentionCausalForward(o64, l64, q64, B, T, H, D, scale);
+      jsKernels.attentionCausalBackward(d64, Float64Array.from(dout), q64, Float64Array.from(out), Float64Array.from(lse), B, T, H, D, scale);
+      assertAllClose(out, o64, { rtol: 1e-5, atol: 1e-6, label: `out x${threads}` });
+      assertAllClose(lse, l64, { rtol: 1e-5, atol: 1e-6, label: `lse x${threads}` });
+      assertAllClose(dqkv, d64, { rtol: 1e-4, atol: 1e-5, label: `dqkv x${threads}` });
+      assert.throws(() => k.attentionCausalForward(out.subarray(1), lse, qkv, B, T, H, D, scale), /out has \d+ elements, needs \d+/);
+      assert.throws(() => k.attentionCausalBackward(dqkv, dout, qkv, out, lse.subarray(5), B, T, H, D, scale), /lse has \d+ elements/);
+    }
   });
 
   it('rejects float64 arrays with a clear error', () => {

@@ -78,7 +78,7 @@ export async function createWasmKernelsImpl(arena: WasmArena, opts: WasmKernelOp
   const pool = threads > 1
     ? await WorkerPool.start({ size: threads - 1, module, memory: arena.memory, arenaBase: arena.base, ctrl })
     : null;
-  return new WasmKernelSet(wasm, pool, threads, scratch, build, counter);
+  return new WasmKernelSet(wasm, pool, threads, scratch, build, counter, scratchBytes);
 }
 
 /** Splits [0, n) into at most `parts` chunks whose starts are multiples of `align`. */
@@ -103,6 +103,8 @@ class WasmKernelSet implements WasmKernels {
     private readonly scratch: number[],
     readonly build: WasmBuild,
     private readonly counter: Int32Array,
+    /** Bytes of each thread's scratch. */
+    private readonly scratchBytes: number,
   ) {
     this.f = wasm as unknown as Record<PoolOp, WasmFn>;
   }
@@ -277,6 +279,34 @@ class WasmKernelSet implements WasmKernels {
     checkLen(att, nMat * T * T, 'softmax att'); checkLen(datt, nMat * T * T, 'softmax datt');
     const d = fptr(datt, 'datt'), a = fptr(att, 'att');
     this.split('softmaxCausalBackward', nMat * T, nMat * T * T >= LIGHT_PAR_ELEMS, 1, (r0, r1) => [d, a, r0, r1 - r0, T, scale]);
+  }
+
+  // ------------------------------------------------------------------ fused causal attention
+  /** Checks the fused attention's operands; threads split the B*H heads (each uses its own scratch). */
+  private attentionChecks(qkv: FloatArray, B: number, T: number, H: number, D: number): void {
+    checkLen(qkv, B * T * 3 * H * D, 'attention qkv');
+    const need = 4 * this.wasm.attentionScratchFloats!(D);
+    if (need > this.scratchBytes) throw new RangeError(`wasm kernels: attention head size ${D} needs ${need} bytes of scratch, more than ${this.scratchBytes}`);
+  }
+
+  attentionCausalForward(out: FloatArray, lse: FloatArray, qkv: FloatArray, B: number, T: number, H: number, D: number, scale: number): void {
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    this.attentionChecks(qkv, B, T, H, D);
+    checkLen(out, B * T * H * D, 'attention out'); checkLen(lse, B * H * T, 'attention lse');
+    const o = fptr(out, 'out'), l = fptr(lse, 'lse'), x = fptr(qkv, 'qkv');
+    this.split('attentionCausalForward', B * H, B * H * T * T * D >= GEMM_PAR_MACS, 1,
+      (g0, g1, t) => [o, l, x, g0, g1 - g0, T, H, D, scale, this.scratch[t]!]);
+  }
+
+  attentionCausalBackward(dqkv: FloatArray, dout: FloatArray, qkv: FloatArray, out: FloatArray, lse: FloatArray,
+    B: number, T: number, H: number, D: number, scale: number): void {
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    this.attentionChecks(qkv, B, T, H, D);
+    checkLen(dqkv, B * T * 3 * H * D, 'attention dqkv'); checkLen(dout, B * T * H * D, 'attention dout');
+    checkLen(out, B * T * H * D, 'attention out'); checkLen(lse, B * H * T, 'attention lse');
+    const dx = fptr(dqkv, 'dqkv'), dy = fptr(dout, 'dout'), x = fptr(qkv, 'qkv'), o = fptr(out, 'out'), l = fptr(lse, 'lse');
+    this.split('attentionCausalBackward', B * H, B * H * T * T * D >= GEMM_PAR_MACS, 1,
+      (g0, g1, t) => [dx, dy, x, o, l, g0, g1 - g0, T, H, D, scale, this.scratch[t]!]);
   }
 
   // ------------------------------------------------------------------ SwiGLU
