@@ -48,7 +48,7 @@ function printDecodeResult(label: string, r: DecodeBenchResult): void {
   console.log(`${label} decoding: ${r.params.toLocaleString('en-US')} params, KV cache, sampling (temperature 0.8, top-k 40), backend ${r.backend} x${r.threads}`);
   console.log('  sequences  context  tokens/s  ms/round');
   for (const row of r.rows) {
-    const note = row.mode === 'independent' ? '  (independent decoders stepped in turn: no batched decoder yet)' : '';
+    const note = row.mode === 'batched' ? '  (one batched decoder: the rows share each product)' : '';
     console.log(`  ${String(row.sequences).padStart(9)}  ${String(row.context).padStart(7)}  ${row.tokens_per_second.toFixed(0).padStart(8)}  ${row.ms_per_round.toFixed(2).padStart(8)}${note}`);
   }
   console.log(`  peak RSS   ${r.peak_rss_mb.toFixed(0)} MB`);

@@ -80,7 +80,7 @@ test('runDecodeBench: tokens/s of 1 and 3 sequences at each context, consistent 
   assert.equal(r.params, countParams(config));
   // default contexts: 1, seq_len / 2 and seq_len - tokens
   assert.deepEqual(r.rows.map((x) => [x.sequences, x.context, x.mode]), [
-    [1, 1, 'single'], [1, 8, 'single'], [1, 12, 'single'], [3, 1, 'independent'], [3, 8, 'independent'], [3, 12, 'independent'],
+    [1, 1, 'single'], [1, 8, 'single'], [1, 12, 'single'], [3, 1, 'batched'], [3, 8, 'batched'], [3, 12, 'batched'],
   ]);
   for (const row of r.rows) {
     assert.equal(row.tokens, 4);

@@ -1,7 +1,7 @@
 import { createBackend, type BackendChoice } from '../kernels/index.js';
 import { UserError } from '../util/errors.js';
 import type { ModelConfig } from './config.js';
-import { Generator, sampleToken } from './generate.js';
+import { BatchDecoder, sampleToken } from './generate.js';
 import { GPT } from './gpt.js';
 import { mulberry32 } from './rng.js';
 
@@ -30,10 +30,10 @@ export interface DecodeBenchRow {
   /** Median milliseconds of a decoding round (one new token for every sequence). */
   ms_per_round: number;
   /**
-   * How the sequences are decoded: 'independent' = one KV-cache decoder per sequence, stepped in
-   * turn (there is no batched decoder yet, so 8 sequences cost 8 single-row forwards per round).
+   * How the sequences are decoded: 'single' = one row; 'batched' = one BatchDecoder whose rows
+   * share each matrix product (one forward of R rows per round, as `sampleBatch` does).
    */
-  mode: 'single' | 'independent';
+  mode: 'single' | 'batched';
 }
 
 export interface DecodeBenchResult {
@@ -61,34 +61,31 @@ export async function runDecodeBench(opts: DecodeBenchOptions): Promise<DecodeBe
     if (!Number.isInteger(c) || c < 1 || c + tokens > T) throw new UserError(`bench decode: context ${c} plus ${tokens} timed tokens must fit model.seq_len ${T}`);
   }
   const sequences = opts.sequences ?? [1, 8];
-  const maxSeq = Math.max(...sequences);
   const backend = await createBackend({ backend: opts.backend, threads: opts.threads });
   try {
     const { kernels, arena } = backend;
     const model = new GPT(cfg, kernels, arena, 1);
     model.init(opts.seed ?? 1337);
-    const decoders: Generator[] = [];
-    for (let s = 0; s < maxSeq; s++) decoders.push(new Generator(model, kernels, arena, T));
     const rng = mulberry32(opts.seed ?? 1337);
     const V = cfg.vocab_size;
     const sampling = { temperature: 0.8, topK: 40 };
-    // one untimed pass warms the JIT and the worker threads
-    decoders[0]!.reset();
-    for (let i = 0; i < Math.min(T, 16); i++) decoders[0]!.step(Math.floor(rng() * V));
     const rows: DecodeBenchRow[] = [];
     for (const nSeq of sequences) {
+      const dec = new BatchDecoder(model, kernels, arena, nSeq, T);
+      const last = new Int32Array(nSeq);
+      const fill = () => { for (let s = 0; s < nSeq; s++) last[s] = Math.floor(rng() * V); };
+      // one untimed pass warms the JIT and the worker threads
+      dec.reset();
+      for (let i = 0; i < Math.min(T, 16); i++) { fill(); dec.step(last); }
       for (const context of contexts) {
-        const last = new Int32Array(nSeq);
-        for (let s = 0; s < nSeq; s++) {
-          const d = decoders[s]!;
-          d.reset();
-          for (let i = 0; i < context; i++) d.step(Math.floor(rng() * V));
-          last[s] = Math.floor(rng() * V);
-        }
+        dec.reset();
+        for (let i = 0; i < context; i++) { fill(); dec.step(last); }
+        fill();
         const rounds: number[] = [];
         for (let i = 0; i < tokens; i++) {
           const t0 = performance.now();
-          for (let s = 0; s < nSeq; s++) last[s] = sampleToken(decoders[s]!.step(last[s]!), sampling, rng);
+          const logits = dec.step(last);
+          for (let s = 0; s < nSeq; s++) last[s] = sampleToken(logits.subarray(s * V, (s + 1) * V), sampling, rng);
           rounds.push(performance.now() - t0);
         }
         // the median round: a shared machine's stalls land in a few rounds, not in the figure
@@ -97,7 +94,7 @@ export async function runDecodeBench(opts: DecodeBenchOptions): Promise<DecodeBe
         const ms = rounds.length % 2 ? rounds[mid]! : (rounds[mid - 1]! + rounds[mid]!) / 2;
         rows.push({
           sequences: nSeq, context, tokens, tokens_per_second: nSeq / (ms / 1000), ms_per_round: ms,
-          mode: nSeq === 1 ? 'single' : 'independent',
+          mode: nSeq === 1 ? 'single' : 'batched',
         });
       }
     }
