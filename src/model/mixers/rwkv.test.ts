@@ -203,3 +203,33 @@ test('rwkv decoding one token at a time from the state alone equals the full for
   for (let j = 0; j < C; j++) differs += Math.abs(yout[j]! - a.y[j]!);
   assert.ok(differs > 1e-6, 'row 0 kept its context (its output is not the position-0 one)');
 });
+
+for (const form of [{ kind: 'recurrent' }, { kind: 'chunked', chunk: 3 }] as WkvForm[]) {
+  test(`rwkv prefill (${form.kind}): a prompt through the full forward, then decoding from the state it leaves, equals the full forward over the whole sequence`, () => {
+    const rng = seededRng(15);
+    const d: RwkvDims = { B: 2, T: 11, C: 8, H: 2, eps: 1e-5 };
+    const { B, T, C } = d;
+    const P = 7; // prompt length: not a multiple of the chunk
+    const p = makeWeights(C, rng, Float64Array);
+    const x = fillNormal(new Float64Array(B * T * C), rng);
+    const full = makeActs(d, { kind: 'recurrent' }, x, Float64Array);
+    rwkvForward(d, p, full, { kind: 'recurrent' });
+    const dp: RwkvDims = { ...d, T: P };
+    const prompt = new Float64Array(B * P * C);
+    for (let b = 0; b < B; b++) prompt.set(x.subarray(b * T * C, (b * T + P) * C), b * P * C);
+    const s = rwkvDecodeState(B, C, d.H);
+    s.S.fill(NaN); // prefill must overwrite the whole state, not add to it
+    s.xprev.fill(NaN);
+    const pa = makeActs(dp, form, prompt, Float64Array);
+    rwkvForward(dp, p, pa, form, s);
+    const xin = new Float64Array(B * C);
+    const yout = new Float64Array(B * C);
+    for (let t = P; t < T; t++) {
+      for (let b = 0; b < B; b++) xin.set(x.subarray((b * T + t) * C, (b * T + t + 1) * C), b * C);
+      rwkvDecodeStep(d, p, s, xin, yout);
+      for (let b = 0; b < B; b++) {
+        assertClose(`row ${b} position ${t}`, yout.subarray(b * C, (b + 1) * C), full.y.subarray((b * T + t) * C, (b * T + t + 1) * C), 1e-12);
+      }
+    }
+  });
+}

@@ -34,8 +34,8 @@ import type { FloatArray } from '../../kernels/types.js';
  *     S_end = w^n * S0 + sum_s (w^(n-1-s) * k_s) v_s^T
  *   i.e. three products of [n, D] blocks (inter-chunk query x state, A V, the state update) and
  *   one decay-weighted score block A. Every decay factor is w^m with 0 <= m <= L, computed as
- *   exp(m * logw) <= 1: nothing overflows, and what underflows is a contribution below 1e-308
- *   of its neighbours. The usual full factorisation A = (rho w^t)(k w^(-s-1))^T, which would make
+ *   exp(m * logw) <= 1: nothing overflows, and a factor that underflows to 0 (w^m < 1e-308 in
+ *   float64 arithmetic) multiplies a term that is negligible anyway. The usual full factorisation A = (rho w^t)(k w^(-s-1))^T, which would make
  *   A one gemm too, is NOT used: w^(-s-1) overflows float32 once (s+1) |logw| > 88 (decay 3 =>
  *   |logw| = 20 => already at s = 4). So A is an O(n^2 D) loop over a table of w^m; a fast
  *   kernel may use the factorised gemm for heads whose L * max|logw| is small enough, or
@@ -46,11 +46,16 @@ import type { FloatArray } from '../../kernels/types.js';
  * exp(m logw), so d/dlogw = m * factor) and w.r.t. w in the recurrent one (then times w);
  * d logw / d decay = -exp(decay) = logw. The two derivations agree only if both are right.
  *
+ * Every function here allocates its scratch per call and uses plain loops for the products: it
+ * is the reference. The wired-in version takes planned buffers (activations.ts) and runs the
+ * [N, C] x [C, C] projections and the per-chunk block products through Kernels.gemm.
+ *
  * Decoding (`rwkvDecodeStep`): a row's whole context is its previous input x_(t-1) [C] (token
  * shift) and the H states [D, D]: constant memory and time per token, no cache that grows.
  *
  * ---- The mixer seam (design note for wiring this into the model; nothing of it exists yet) ----
- * A mixer is a folder src/model/mixers/<name>/ exporting one `Mixer` object:
+ * A mixer is one module under src/model/mixers/ (this file for rwkv; attention.ts would move
+ * there) exporting one `Mixer` object:
  *   params(cfg, layer): PlannedTensor specs (name suffix, shape, decay flag, init kind) that
  *     layout.ts appends between attn_norm and mlp_norm (attention: wqkv, wo; rwkv: mix_r/k/v,
  *     wr, wk, wv, decay, bonus, norm, wo) and weightViews() turns into a per-layer record;
@@ -62,8 +67,12 @@ import type { FloatArray } from '../../kernels/types.js';
  *   decoder(model, kernels, arena, rows, maxTokens) -> { step(l, ln, y, active), reset(r) }: the
  *     per-row state (attention: KV cache of capacity seq_len; rwkv: xprev + H D^2, unbounded
  *     length, so Generator need not slide) used by BatchDecoder.attend;
- *   flopsPerToken(cfg): the sequence-mixing term beyond 6 * params (attention: 6 L T C; rwkv:
- *     about 6 L C (L_chunk + 2 D) per token, independent of T).
+ *   flopsPerToken(cfg): the sequence-mixing term beyond 6 * params (attention: 6 n_layer T C;
+ *     rwkv, chunk length L: forward per token and layer C D (inter-chunk query x state) + C L / 2
+ *     (scores, causal half) + C L / 2 (A V) + C D (state carry) multiply-adds, backward twice
+ *     that: 6 n_layer C (L + 2 D) FLOPs per token, independent of T).
+ * The RoPE tables stay attention's (rwkv has no positions: order comes from decay and token
+ * shift), so they move into the attention plan.
  * config.ts gains model.mixer = "attention" | "rwkv" (default attention; checkpoints without it
  * load as attention), and gpt.ts/generate.ts call the mixer through that object only.
  */
@@ -179,10 +188,13 @@ export function logDecay(out: Float64Array, decay: FloatArray): Float64Array {
 // ---------------------------------------------------------------------------------------------
 // The wkv core: rho, k, v [N, C] -> o [N, C] (heads side by side, as in attention's atty).
 
-/** Step-by-step recurrence (the oracle). Writes o. */
+/**
+ * Step-by-step recurrence (the oracle). Writes o, and with `final` [B, H, D, D] each sequence's
+ * state after its last token (S_(T-1)).
+ */
 export function wkvRecurrentForward(
   o: FloatArray, rho: FloatArray, k: FloatArray, v: FloatArray, logw: Float64Array, u: FloatArray,
-  B: number, T: number, H: number, D: number,
+  B: number, T: number, H: number, D: number, final?: FloatArray,
 ): void {
   const C = H * D;
   const S = new Float64Array(D * D);
@@ -205,6 +217,7 @@ export function wkvRecurrentForward(
           for (let j = 0; j < D; j++) S[i * D + j] = wi * S[i * D + j]! + ki * v[row + j]!;
         }
       }
+      if (final) final.set(S, (b * H + h) * D * D);
     }
   }
 }
@@ -306,10 +319,13 @@ function chunkScores(
   }
 }
 
-/** Chunked form (chunk length L). Writes o and the state entering each chunk (`states`). */
+/**
+ * Chunked form (chunk length L). Writes o, the state entering each chunk (`states`) and, with
+ * `final` [B, H, D, D], each sequence's state after its last token (a prompt's prefill).
+ */
 export function wkvChunkedForward(
   o: FloatArray, states: FloatArray, rho: FloatArray, k: FloatArray, v: FloatArray, logw: Float64Array, u: FloatArray,
-  B: number, T: number, H: number, D: number, L: number,
+  B: number, T: number, H: number, D: number, L: number, final?: FloatArray,
 ): void {
   if (!Number.isInteger(L) || L < 1) throw new RangeError(`wkv: chunk length must be a positive integer (got ${L})`);
   const C = H * D;
@@ -357,6 +373,7 @@ export function wkvChunkedForward(
           }
         }
       }
+      if (final) final.set(S, (b * H + h) * DD);
     }
   }
 }
@@ -547,8 +564,12 @@ function checkDims(d: RwkvDims): number {
   return C / H;
 }
 
-/** The whole op's forward: reads a.x, writes every other field of `a` (states only when chunked). */
-export function rwkvForward(d: RwkvDims, p: RwkvWeights, a: RwkvActivations, form: WkvForm): void {
+/**
+ * The whole op's forward: reads a.x, writes every other field of `a` (states only when chunked).
+ * With `prefill` (a decode state of B rows), also leaves there each sequence's state after its
+ * last token, so decoding continues a prompt that went through the full forward.
+ */
+export function rwkvForward(d: RwkvDims, p: RwkvWeights, a: RwkvActivations, form: WkvForm, prefill?: RwkvDecodeState): void {
   const D = checkDims(d);
   const { B, T, C, H } = d;
   const N = B * T;
@@ -561,8 +582,11 @@ export function rwkvForward(d: RwkvDims, p: RwkvWeights, a: RwkvActivations, for
   matmul(a.k, xs, p.wk, N, C, C);
   tokenShift(xs, a.x, p.mixV, B, T, C);
   matmul(a.v, xs, p.wv, N, C, C);
-  if (form.kind === 'recurrent') wkvRecurrentForward(a.o, a.rho, a.k, a.v, logw, p.bonus, B, T, H, D);
-  else wkvChunkedForward(a.o, a.states, a.rho, a.k, a.v, logw, p.bonus, B, T, H, D, form.chunk);
+  if (prefill && prefill.rows !== B) throw new RangeError(`rwkv: the prefill state has ${prefill.rows} rows, the batch ${B}`);
+  const final = prefill?.S;
+  if (form.kind === 'recurrent') wkvRecurrentForward(a.o, a.rho, a.k, a.v, logw, p.bonus, B, T, H, D, final);
+  else wkvChunkedForward(a.o, a.states, a.rho, a.k, a.v, logw, p.bonus, B, T, H, D, form.chunk, final);
+  if (prefill) for (let b = 0; b < B; b++) prefill.xprev.set(a.x.subarray((b * T + T - 1) * C, (b * T + T) * C), b * C);
   headNormForward(a.nrm, a.rstd, a.o, p.normW, N, H, D, d.eps);
   matmul(a.y, a.nrm, p.wo, N, C, C);
 }
