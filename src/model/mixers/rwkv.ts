@@ -635,6 +635,7 @@ export function rwkvBackward(d: RwkvDims, p: RwkvWeights, a: RwkvActivations, fo
 // ---------------------------------------------------------------------------------------------
 // Decoding: one token per row, state only.
 
+/** Decoding state, kept in float64 whatever the model's precision (H D^2 + C floats per row). */
 export interface RwkvDecodeState {
   rows: number;
   /** Each row's previous input x_(t-1) [rows, C] (0 before the first token). */
@@ -649,12 +650,13 @@ export function rwkvDecodeState(rows: number, C: number, H: number): RwkvDecodeS
 }
 
 /** Forgets row r's context, or every row's. */
-export function rwkvDecodeReset(s: RwkvDecodeState, r?: number, C = s.xprev.length / s.rows): void {
+export function rwkvDecodeReset(s: RwkvDecodeState, r?: number): void {
   if (r === undefined) {
     s.xprev.fill(0);
     s.S.fill(0);
     return;
   }
+  const C = s.xprev.length / s.rows;
   const per = s.S.length / s.rows;
   s.xprev.fill(0, r * C, (r + 1) * C);
   s.S.fill(0, r * per, (r + 1) * per);
