@@ -266,6 +266,7 @@ export function registerResearch(program: Command): void {
       if (!isRedisUrl(wf.storage)) throw new UserError(`--storage: a worker needs a redis:// URL (got ${JSON.stringify(wf.storage.slice(0, 40))})`);
       const target = redisTarget(wf.storage, wf.study);
       const threads = intFlag('--threads', wf.threads, 0, MAX_THREADS);
+      const guard = guardFlags(wf.minBattery, wf.maxTemperature);
       const dir = path.resolve(wf.out ?? path.join(cacheDir(), 'research-workers', `${target.study}-${os.hostname()}-${process.pid}`));
       let stop = false;
       const onSignal = (sig: NodeJS.Signals) => {
@@ -279,7 +280,7 @@ export function registerResearch(program: Command): void {
         console.log(`worker for the study "${target.study}" on ${redactUrl(target.url)} (folder ${dir})`);
         const r = await runWorker({ target, threads, dir, say: (l) => console.log(l), shouldStop: () => stop,
           maxTrials: wf.trials !== undefined ? intFlag('--trials', wf.trials, 1) : null,
-          guard: guardFlags(wf.minBattery, wf.maxTemperature) });
+          guard });
         console.log(`worker done: ${r.done} trials`);
       } finally {
         process.off('SIGINT', onSignal);
