@@ -124,6 +124,14 @@ function describe(ev: StudyEvent): string | null {
   }
 }
 
+/** --min-battery and --max-temperature, read the same way for a study and for a worker (0 = never). */
+function guardFlags(minBattery: string, maxTemperature: string): { minBatteryPercent: number; maxTemperatureC: number } {
+  return {
+    minBatteryPercent: intFlag('--min-battery', minBattery, 0, 100),
+    maxTemperatureC: numberFlag('--max-temperature', maxTemperature, (n) => n >= 0 && n < 150, 'degrees C in [0, 150)'),
+  };
+}
+
 export function registerResearch(program: Command): void {
   const cmd = program
     .command('research')
@@ -186,6 +194,7 @@ export function registerResearch(program: Command): void {
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
         try {
+          const guard = guardFlags(f.minBattery ?? '20', f.maxTemperature ?? '45');
           const studyOptions: Parameters<typeof runStudy>[0] = {
             dir, resume: !!f.resume, base, baseName: name, budget: budgetFrom(f),
             // --resume with --hours or --trials: the study goes on under the new limit
@@ -199,10 +208,7 @@ export function registerResearch(program: Command): void {
             maxMemoryMb: f.maxMemoryMb !== undefined ? intFlag('--max-memory-mb', f.maxMemoryMb, 64) : available,
             threads, backend: choiceFlag('--backend', f.backend ?? 'auto', BACKENDS),
             noiseSeeds, finalSeeds: intFlag('--final-seeds', f.finalSeeds ?? '3', 0, 20), rungs: intFlag('--rungs', f.rungs ?? '3', 0, 20),
-            guard: {
-              min_battery_percent: intFlag('--min-battery', f.minBattery ?? '20', 0, 100),
-              max_temperature_c: numberFlag('--max-temperature', f.maxTemperature ?? '45', (n) => n >= 0 && n < 150, 'degrees C in [0, 150)'),
-            },
+            guard: { min_battery_percent: guard.minBatteryPercent, max_temperature_c: guard.maxTemperatureC },
             scoreBytes: intFlag('--score-kb', f.scoreKb ?? '200', 1, 1 << 20) * 1000,
           };
           const print = (ev: StudyEvent) => { const line = describe(ev); if (line) console.log(line); };
@@ -260,6 +266,7 @@ export function registerResearch(program: Command): void {
       if (!isRedisUrl(wf.storage)) throw new UserError(`--storage: a worker needs a redis:// URL (got ${JSON.stringify(wf.storage.slice(0, 40))})`);
       const target = redisTarget(wf.storage, wf.study);
       const threads = intFlag('--threads', wf.threads, 0, MAX_THREADS);
+      const guard = guardFlags(wf.minBattery, wf.maxTemperature);
       const dir = path.resolve(wf.out ?? path.join(cacheDir(), 'research-workers', `${target.study}-${os.hostname()}-${process.pid}`));
       let stop = false;
       const onSignal = (sig: NodeJS.Signals) => {
@@ -273,7 +280,7 @@ export function registerResearch(program: Command): void {
         console.log(`worker for the study "${target.study}" on ${redactUrl(target.url)} (folder ${dir})`);
         const r = await runWorker({ target, threads, dir, say: (l) => console.log(l), shouldStop: () => stop,
           maxTrials: wf.trials !== undefined ? intFlag('--trials', wf.trials, 1) : null,
-          guard: { minBatteryPercent: intFlag('--min-battery', wf.minBattery, 0, 100), maxTemperatureC: intFlag('--max-temperature', wf.maxTemperature, 0, 150) } });
+          guard });
         console.log(`worker done: ${r.done} trials`);
       } finally {
         process.off('SIGINT', onSignal);

@@ -17,8 +17,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { AddressInfo } from 'node:net';
-import { UserError } from '../util/errors.js';
+import { isLoopback, listenOn } from '../util/local-server.js';
 import { readSystemStatus } from '../util/device.js';
 import { runPaths } from '../train/run.js';
 import { lockHolder } from '../train/lock.js';
@@ -51,10 +50,8 @@ export interface Dashboard {
   close(): Promise<void>;
 }
 
-export function isLoopback(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
-}
+// which hosts are this machine: shared with `pocketlm web`
+export { isLoopback } from '../util/local-server.js';
 
 /** The page's static files: a fixed table, so no request path ever reaches the file system. */
 function assetTable(): Map<string, { file: string; type: string }> {
@@ -248,26 +245,12 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     }
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EADDRINUSE') reject(new UserError(`port ${o.port} on ${host} is in use; choose another --port (0 picks a free one)`));
-      else if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') reject(new UserError(`cannot listen on --host ${host}: ${e.code}`));
-      else if (e.code === 'EACCES') reject(new UserError(`not allowed to listen on port ${o.port} (ports below 1024 need privileges); choose another --port`));
-      else reject(e);
-    };
-    server.once('error', onError);
-    server.listen(o.port ?? 0, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const shown = host.includes(':') ? `[${host}]` : host;
+  const { port, url } = await listenOn(server, host, o.port);
   const warning = loopback
     ? null
     : `warning: the dashboard listens on ${host}, not only on this machine: anyone who can reach port ${port} can read your runs and samples (read-only); --host 127.0.0.1 keeps it local`;
   return {
-    url: `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : shown}:${port}/`,
+    url,
     host,
     port,
     warning,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { HeapArena } from '../kernels/arena.js';
 import { createJsKernels } from '../kernels/js/index.js';
 import { GPT, IGNORE_ID } from '../model/gpt.js';
-import { finiteDifferenceReport, randomIds, randomizeParams, tinyConfig } from '../model/testutil.js';
+import { finiteDifferenceReport, logProb, randomIds, randomizeParams, tinyConfig } from '../model/testutil.js';
 import { sigmoid, softplus, spinTerms } from './spin-loss.js';
 
 test('spinTerms: loss, margins and weights equal the formulas computed directly in float64', () => {
@@ -32,15 +32,6 @@ test('spinTerms: loss, margins and weights equal the formulas computed directly 
   assert.equal(softplus(1000), 1000);
   assert.equal(sigmoid(-1000), 0);
 });
-
-/** log softmax(logits row)[target]. */
-function logProb(logits: ArrayLike<number>, row: number, V: number, target: number): number {
-  let max = -Infinity;
-  for (let v = 0; v < V; v++) max = Math.max(max, logits[row * V + v]!);
-  let s = 0;
-  for (let v = 0; v < V; v++) s += Math.exp(logits[row * V + v]! - max);
-  return logits[row * V + target]! - max - Math.log(s);
-}
 
 test('the SPIN gradient through the model (signed weights on masked summed cross-entropy) matches finite differences of the loss computed directly (float64)', () => {
   const cfg = tinyConfig({ seq_len: 6, vocab_size: 9 });

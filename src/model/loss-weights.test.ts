@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { HeapArena } from '../kernels/arena.js';
 import { createJsKernels } from '../kernels/js/index.js';
 import { GPT, IGNORE_ID } from './gpt.js';
-import { finiteDifferenceReport, randomIds, randomizeParams, tinyConfig, type TensorGradReport } from './testutil.js';
+import { finiteDifferenceReport, logProb, randomIds, randomizeParams, tinyConfig, type TensorGradReport } from './testutil.js';
 
 /** As in gpt.test.ts: float64 central differences agree to ~1e-9; a wrong factor shows as >= 0.3. */
 const GRAD_TOL = 1e-5;
@@ -22,15 +22,6 @@ function maskedTargets(B: number, T: number, V: number, seed: number, prompt: nu
   for (let b = 0; b < B; b++) for (let i = 0; i < prompt[b]!; i++) t[b * T + i] = IGNORE_ID;
   t[T - 1] = IGNORE_ID;
   return t;
-}
-
-/** log softmax(logits row)[target], directly in float64. */
-function logProb(logits: ArrayLike<number>, row: number, V: number, target: number): number {
-  let max = -Infinity;
-  for (let v = 0; v < V; v++) max = Math.max(max, logits[row * V + v]!);
-  let s = 0;
-  for (let v = 0; v < V; v++) s += Math.exp(logits[row * V + v]! - max);
-  return logits[row * V + target]! - max - Math.log(s);
 }
 
 test('masked targets: the mean over scored positions only, and its gradient matches finite differences (float64)', () => {

@@ -82,3 +82,12 @@ export function finiteDifferenceReport(model: GPT, loss: () => number, count = I
 export function copyOf(x: FloatArray): Float64Array {
   return Float64Array.from(x);
 }
+
+/** log softmax(logits row)[target], computed directly in float64 (the reference the loss tests compare with). */
+export function logProb(logits: ArrayLike<number>, row: number, V: number, target: number): number {
+  let max = -Infinity;
+  for (let v = 0; v < V; v++) max = Math.max(max, logits[row * V + v]!);
+  let s = 0;
+  for (let v = 0; v < V; v++) s += Math.exp(logits[row * V + v]! - max);
+  return logits[row * V + target]! - max - Math.log(s);
+}

@@ -116,6 +116,8 @@ test('guardVerdict: ok when every reading is within its limit or unknown', () =>
   assert.deepEqual(guardVerdict(healthy, limits), { ok: true });
   const unknown: DeviceHealth = { freeMemoryMb: null, availableMemoryMb: null, batteryPercent: null, charging: null, batterySource: null, temperatureC: null, temperatureSource: null };
   assert.deepEqual(guardVerdict(unknown, limits), { ok: true });
+  // 0 turns the checks off: a hot phone with an empty battery passes --min-battery 0 --max-temperature 0
+  assert.deepEqual(guardVerdict({ ...healthy, batteryPercent: 3, charging: false, temperatureC: 71 }, { ...limits, minBatteryPercent: 0, maxTemperatureC: 0 }), { ok: true });
   // Low battery on a charger is fine.
   assert.deepEqual(guardVerdict({ ...healthy, batteryPercent: 5, charging: true }, limits), { ok: true });
 });

@@ -39,7 +39,8 @@ export function guardVerdict(health: DeviceHealth, t: GuardThresholds): GuardVer
       waitSeconds: GUARD_WAIT_SECONDS.battery,
     };
   }
-  if (health.temperatureC !== null && health.temperatureC > t.maxTemperatureC) {
+  // 0 = never, as --max-temperature says (0 degrees would otherwise hold back every device)
+  if (health.temperatureC !== null && t.maxTemperatureC > 0 && health.temperatureC > t.maxTemperatureC) {
     const where = health.temperatureSource ? ` (${health.temperatureSource})` : '';
     return {
       ok: false,

@@ -153,11 +153,7 @@ export async function runWorker(o: WorkerOptions): Promise<{ done: number }> {
       // the device first: a trial is taken only when this device is fit to run it
       if (o.guard && (o.guard.minBatteryPercent > 0 || o.guard.maxTemperatureC > 0)) {
         const health = await (o.readHealth ?? readDeviceHealth)();
-        const v = guardVerdict(health, {
-          minFreeMemoryMb: 0,
-          minBatteryPercent: o.guard.minBatteryPercent,
-          maxTemperatureC: o.guard.maxTemperatureC > 0 ? o.guard.maxTemperatureC : Infinity,
-        });
+        const v = guardVerdict(health, { minFreeMemoryMb: 0, minBatteryPercent: o.guard.minBatteryPercent, maxTemperatureC: o.guard.maxTemperatureC });
         if (!v.ok) {
           info.paused = v.reason;
           o.say(`paused: ${v.reason}`);

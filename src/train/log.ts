@@ -51,18 +51,23 @@ export type LogEntry = LogRecord | LogEvent;
 
 const isEvent = (e: LogEntry): e is LogEvent => typeof (e as LogEvent).event === 'string';
 
+/** A run file's text, or null when it does not exist yet (any other read error is thrown). */
+export function readTextIfExists(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
 /**
  * Every entry of log.jsonl in order. A process killed mid-append can leave a torn last line:
  * it is skipped, as is anything that is not an entry (the log is advisory; the checkpoint is the truth).
  */
 export function readLogEntries(file: string): LogEntry[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
+  const text = readTextIfExists(file);
+  if (text === null) return [];
   const out: LogEntry[] = [];
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { describeWriteError, writeFileAtomicSync } from '../util/atomic.js';
+import { readTextIfExists } from './log.js';
 
 /**
  * `<run>/samples.jsonl`: the samples the trainer writes at each evaluation, one JSON line per
@@ -51,13 +52,8 @@ export function parseSampleLine(line: string): SampleRecord | null {
 
 /** Every complete record in order ([] when the file does not exist). */
 export function readSamples(file: string): SampleRecord[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
+  const text = readTextIfExists(file);
+  if (text === null) return [];
   const lines = text.split('\n');
   lines.pop(); // '' after the last newline, or a torn line without one
   const out: SampleRecord[] = [];

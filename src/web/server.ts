@@ -12,9 +12,8 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
 import { readSampleSplit, type SampleSplit } from '../data/bundled.js';
-import { isLoopback } from '../dashboard/server.js';
+import { isLoopback, listenOn } from '../util/local-server.js';
 import { UserError } from '../util/errors.js';
 import { packageRoot } from '../util/paths.js';
 
@@ -119,23 +118,9 @@ export async function startWebServer(o: WebOptions = {}): Promise<WebServer> {
     }
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EADDRINUSE') reject(new UserError(`port ${o.port} on ${host} is in use; choose another --port (0 picks a free one)`));
-      else if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') reject(new UserError(`cannot listen on --host ${host}: ${e.code}`));
-      else if (e.code === 'EACCES') reject(new UserError(`not allowed to listen on port ${o.port} (ports below 1024 need privileges); choose another --port`));
-      else reject(e);
-    };
-    server.once('error', onError);
-    server.listen(o.port ?? 0, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const shown = host.includes(':') ? `[${host}]` : host;
+  const { port, url } = await listenOn(server, host, o.port);
   return {
-    url: `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : shown}:${port}/`,
+    url,
     host,
     port,
     warning: loopback ? null : `warning: pocketlm web listens on ${host}: anyone who can reach port ${port} can open the page (it only serves the app and the TinyStories sample); --host 127.0.0.1 keeps it local`,
