@@ -1,16 +1,18 @@
 import type { Arena } from '../kernels/arena.js';
 import type { FloatArray } from '../kernels/types.js';
 import type { ModelConfig } from './config.js';
+import { mixerFor } from './mixers/index.js';
 
 /**
  * The activation plan: every buffer forward and backward touch, allocated ONCE for
  * (maxB, seq_len) from the arena. Kept per layer l (N = B*T rows), for backward:
  *   res      [N, C]       residual stream entering the layer (res of layer l+1 = its output)
  *   rstd1    [N]          1/rms of res (attn_norm)
- *   qkv      [N, 3C]      post-RoPE q | k | v
- *   lse      [B, H, T]    log-sum-exp of each attention row (the fused kernel recomputes the
- *                         probabilities from it in backward; the T x T matrix is never stored)
- *   atty     [N, C]       heads' outputs before the out-projection
+ *   (mixer)               what the sequence mixer keeps (Mixer.keptFloats; its build allocates
+ *                         it). Attention: qkv [N, 3C] post-RoPE q | k | v, the log-sum-exp
+ *                         [B, H, T] of each row (the fused kernel recomputes the probabilities
+ *                         from it in backward; the T x T matrix is never stored) and the heads'
+ *                         outputs atty [N, C]: 4NC + BHT
  *   mid      [N, C]       res + attention branch
  *   rstd2    [N]          1/rms of mid (mlp_norm)
  *   h        [N, 2F]      gate | up pre-activations
@@ -29,11 +31,12 @@ import type { ModelConfig } from './config.js';
  * Then the final residual, the final norm (lnf [N, C], rstdf [N]), logits [N, V] (overwritten
  * in place by dlogits when targets are given), losses [N], and shared scratch (never per
  * layer): ln [N, C] (normed input of the current sublayer), y [N, C] (sublayer output), dres
- * [N, C] (gradient of the residual stream), dC [N, C], dqkv [N, 3C] and s = ds [N, F]. The
- * MLP's gate|up gradient is written over the layer's own h (swigluBackward works in place),
- * so it needs no [N, 2F] scratch. The logits share one buffer with s and dqkv: the logits
- * (dlogits) live from the LM head's forward to its backward, s and dqkv only inside a layer's
- * MLP and attention, so they are never live at once; the buffer holds max(NV, NF + 3NC).
+ * [N, C] (gradient of the residual stream), dC [N, C], s = ds [N, F] and the mixer's scratch
+ * (attention: dqkv [N, 3C]). The MLP's gate|up gradient is written over the layer's own h
+ * (swigluBackward works in place), so it needs no [N, 2F] scratch. The logits share one
+ * buffer with s and the mixer's scratch: the logits (dlogits) live from the LM head's forward
+ * to its backward, s and the mixer's scratch only inside a layer's MLP and mixer, so they are
+ * never live at once; the buffer holds max(NV, NF + mixer scratch).
  *
  * Default preset (V 1024, C 192, L 6, H 6, T 256, F 768, B 8, float32): 5,521,408 floats =
  * 22.1 MB per layer, 132.5 MB for 6 layers, 38,244,352 floats = 153.0 MB in all with head and
@@ -51,10 +54,6 @@ export interface LayerActivations {
   /** SwiGLU output [N, F]: kept, or the shared scratch `s` (recompute). */
   s: FloatArray;
   rstd1: FloatArray;
-  qkv: FloatArray;
-  /** Log-sum-exp of each attention row [B, H, T] (fused attention's only saved statistic). */
-  lse: FloatArray;
-  atty: FloatArray;
   mid: FloatArray;
   rstd2: FloatArray;
   h: FloatArray;
@@ -73,7 +72,8 @@ export interface Activations {
   y: FloatArray;
   dres: FloatArray;
   dC: FloatArray;
-  dqkv: FloatArray;
+  /** The mixer's scratch (Mixer.scratchFloats), shared by all layers. */
+  mixerScratch: FloatArray;
   /**
    * Scratch [N, F]: the SwiGLU gradient in backward; with recompute also every layer's SwiGLU
    * output (recomputed, then overwritten by its gradient).
@@ -105,35 +105,35 @@ export function keepsRecomputable(cfg: ModelConfig, maxB: number, keepBudgetByte
 
 /** Floats of one layer's saved activations. */
 export function layerActivationFloats(cfg: ModelConfig, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): number {
-  const { N, C, H, T, F, B } = dims(cfg, maxB);
+  const { N, C, F } = dims(cfg, maxB);
   const kept = keepsRecomputable(cfg, maxB, keepBudgetBytes) ? 2 * N * C + N * F : 0;
-  return 6 * N * C + 2 * N + B * H * T + 2 * N * F + kept;
+  return 2 * N * C + 2 * N + 2 * N * F + mixerFor(cfg).keptFloats(cfg, maxB) + kept;
 }
 
 /** Total floats of the activation plan (layers, head, scratch). */
 export function activationFloats(cfg: ModelConfig, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): number {
-  const { N, C, H, T, F, V, B, L } = dims(cfg, maxB);
+  const { N, C, F, V, L } = dims(cfg, maxB);
   const recompute = !keepsRecomputable(cfg, maxB, keepBudgetBytes);
   const head = N * C /* resFinal */ + N * C + N /* lnf, rstdf */ + N /* losses */;
   const scratch = (recompute ? N * C : 0) /* ln */ + 3 * N * C /* y, dres, dC */
-    + Math.max(N * V, N * F + 3 * N * C) /* logits, or s and dqkv */;
+    + Math.max(N * V, N * F + mixerFor(cfg).scratchFloats(cfg, maxB)) /* logits, or s and the mixer's scratch */;
   return L * layerActivationFloats(cfg, maxB, keepBudgetBytes) + head + scratch;
 }
 
 export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number, keepBudgetBytes = DEFAULT_KEEP_BUDGET_BYTES): Activations {
-  const { N, C, H, T, F, V, B, L } = dims(cfg, maxB);
+  const { N, C, F, V, L } = dims(cfg, maxB);
   const recompute = !keepsRecomputable(cfg, maxB, keepBudgetBytes);
   const f = (n: number): FloatArray => arena.floats(n);
   // shared scratch for the recomputed normed inputs (only when recomputing) and SwiGLU output/gradient
   const ln = recompute ? f(N * C) : null;
-  // logits over s | dqkv (see the file comment)
-  const shared = f(Math.max(N * V, N * F + 3 * N * C));
+  // logits over s | the mixer's scratch (see the file comment)
+  const mixerFloats = mixerFor(cfg).scratchFloats(cfg, maxB);
+  const shared = f(Math.max(N * V, N * F + mixerFloats));
   const s = shared.subarray(0, N * F);
   const layers: LayerActivations[] = [];
   for (let l = 0; l < L; l++) {
     layers.push({
-      res: f(N * C), rstd1: f(N), qkv: f(N * 3 * C), lse: f(B * H * T),
-      atty: f(N * C), mid: f(N * C), rstd2: f(N), h: f(N * 2 * F),
+      res: f(N * C), rstd1: f(N), mid: f(N * C), rstd2: f(N), h: f(N * 2 * F),
       ln1: ln ?? f(N * C), ln2: ln ?? f(N * C), s: recompute ? s : f(N * F),
     });
   }
@@ -145,8 +145,8 @@ export function planActivations(cfg: ModelConfig, arena: Arena, maxB: number, ke
   const y = f(N * C);
   const dres = f(N * C);
   const dC = f(N * C);
-  const dqkv = shared.subarray(N * F, N * F + 3 * N * C);
+  const mixerScratch = shared.subarray(N * F, N * F + mixerFloats);
   return {
-    recompute, layers, resFinal, lnf, rstdf, logits, losses, y, dres, dC, dqkv, s,
+    recompute, layers, resFinal, lnf, rstdf, logits, losses, y, dres, dC, mixerScratch, s,
   };
 }

@@ -26,7 +26,32 @@ export interface ModelConfig {
    * before the option existed.
    */
   dropout?: number;
+  /**
+   * The sequence mixer of every block (src/model/mixers/): "attention" (causal softmax
+   * attention with RoPE) or "rwkv" (RWKV-style time mixing: a linear recurrence with a per-head
+   * matrix state). Absent: attention, so configs and checkpoints from before the option load
+   * unchanged.
+   */
+  mixer?: MixerName;
+  /** rwkv: chunk length of the chunked training form (absent: DEFAULT_RWKV_CHUNK). */
+  rwkv_chunk?: number;
 }
+
+export const MIXERS = ['attention', 'rwkv'] as const;
+export type MixerName = (typeof MIXERS)[number];
+
+/** The mixer a config names (absent = attention). */
+export function mixerName(cfg: ModelConfig): MixerName {
+  return cfg.mixer ?? 'attention';
+}
+
+/**
+ * Chunk length of rwkv's chunked form when model.rwkv_chunk is absent. Per token and layer the
+ * chunked form costs C (L + 2 D) multiply-adds in its block products and O(L D) in the
+ * decay-weighted scores; the states it saves for backward cost C D / L floats per token. 32
+ * keeps the saved states at one [N, C] plane for head size 32 (see rwkv-mixer.ts).
+ */
+export const DEFAULT_RWKV_CHUNK = 32;
 
 /**
  * The documented default SwiGLU width: 8/3 * d (which keeps the MLP's parameter count equal to a
@@ -59,11 +84,18 @@ export function validateModelConfig(cfg: ModelConfig): void {
   if (p !== undefined && (typeof p !== 'number' || !(p >= 0 && p < 1))) {
     throw new UserError(`model.dropout must be a number in [0, 1) (got ${String(p)})`);
   }
+  if (cfg.mixer !== undefined && !(MIXERS as readonly string[]).includes(cfg.mixer)) {
+    throw new UserError(`model.mixer must be one of ${MIXERS.map((m) => `"${m}"`).join(', ')} (got ${JSON.stringify(cfg.mixer)})`);
+  }
+  const ch = cfg.rwkv_chunk;
+  if (ch !== undefined && (typeof ch !== 'number' || !Number.isInteger(ch) || ch < 1 || ch > 1024)) {
+    throw new UserError(`model.rwkv_chunk must be an integer from 1 to 1024 (got ${String(ch)})`);
+  }
   if (typeof cfg.tie_embeddings !== 'boolean') throw new UserError(`model.tie_embeddings must be true or false (got ${String(cfg.tie_embeddings)})`);
   if (cfg.d_model % cfg.n_head !== 0) {
     throw new UserError(`model.d_model (${cfg.d_model}) must be a multiple of model.n_head (${cfg.n_head})`);
   }
-  if ((cfg.d_model / cfg.n_head) % 2 !== 0) {
+  if (mixerName(cfg) === 'attention' && (cfg.d_model / cfg.n_head) % 2 !== 0) {
     throw new UserError(`model.d_model / model.n_head (head size ${cfg.d_model / cfg.n_head}) must be even for RoPE`);
   }
 }

@@ -1,25 +1,22 @@
 import type { Arena } from '../kernels/arena.js';
 import type { FloatArray, Kernels } from '../kernels/types.js';
 import { UserError } from '../util/errors.js';
-import { headDim } from './config.js';
 import type { GPT } from './gpt.js';
-import { linearForward, lmHeadForward } from './linear.js';
+import { lmHeadForward } from './linear.js';
+import type { MixerDecoder } from './mixers/mixer.js';
 import { blockFinish, blockNormIn, type BlockPlan } from './block.js';
 import type { MlpPlan } from './mlp.js';
 
 /**
- * KV-cache decoding of `rows` sequences at once (batched sampling: B prompts through one set of
- * matrix products per token). Per layer and row the cache holds K and V [capacity, C] (post-RoPE
- * keys), capacity = min(maxTokens, seq_len): the model never saw a position >= seq_len, and the
- * RoPE tables stop there. Each row has its own position, so prompts of different lengths run
+ * Decoding of `rows` sequences at once (batched sampling: B prompts through one set of matrix
+ * products per token). Each row has its own position, so prompts of different lengths run
  * together; a step feeds one token to every active row.
  *
- * The block around the attention is the training forward's own code (block.ts: norms, residual
- * adds, the MLP plan with one row per sequence). Only the attention differs: one query row per
- * sequence against its cache. Its softmax uses `crossEntropyForwardBackward` with target 0 and
- * dscale 1, which writes softmax(row) - onehot(0) in place; adding 1 back to element 0 leaves the
- * softmax (absolute error ~1 ulp of 1.0 on that element). This keeps every exp inside the
- * kernels at O(H * n) per token, where the [T, T] causal kernel would cost O(H * n^2).
+ * The block around the sequence mixer is the training forward's own code (block.ts: norms,
+ * residual adds, the MLP plan with one row per sequence). The mixer keeps its own per-row state
+ * (Mixer.decoder): attention a KV cache of capacity = min(maxTokens, seq_len) positions (the
+ * model never saw a position >= seq_len, and the RoPE tables stop there), rwkv a fixed-size
+ * recurrent state with no capacity limit.
  *
  * A row's results do not depend on the other rows (every product is row by row in the kernels
  * the tests check), so B rows give exactly the tokens of B single-row decoders.
@@ -28,25 +25,18 @@ import type { MlpPlan } from './mlp.js';
  */
 export class BatchDecoder {
   readonly rows: number;
+  /** Most tokens a row can hold (Infinity for a recurrent mixer). */
   readonly capacity: number;
   private readonly pos: Int32Array;
   private readonly k: Kernels;
   private readonly model: GPT;
   private readonly C: number;
-  private readonly H: number;
-  private readonly D: number;
   private readonly V: number;
   private readonly x: FloatArray;
-  private readonly qkv: FloatArray;
-  private readonly atty: FloatArray;
   private readonly y: FloatArray;
-  private readonly scores: FloatArray;
-  private readonly rowLoss: FloatArray;
-  private readonly zeroTargets: Int32Array;
   private readonly tokens: Int32Array;
   private readonly out: FloatArray;
-  private readonly kCache: FloatArray[];
-  private readonly vCache: FloatArray[];
+  private readonly mixer: MixerDecoder;
   private readonly blocks: BlockPlan[];
   private readonly lnf: FloatArray;
   private readonly rstdf: FloatArray;
@@ -58,36 +48,25 @@ export class BatchDecoder {
     this.model = model;
     this.k = kernels;
     this.rows = rows;
-    this.capacity = Math.min(maxTokens, cfg.seq_len);
     const C = (this.C = cfg.d_model);
-    this.H = cfg.n_head;
-    this.D = headDim(cfg);
     const F = cfg.ffn_hidden;
     this.V = cfg.vocab_size;
-    const cap = this.capacity;
     const R = rows;
     this.pos = new Int32Array(R);
     this.x = arena.floats(R * C);
     const ln = arena.floats(R * C);
     const rstd = arena.floats(R);
-    this.qkv = arena.floats(R * 3 * C);
-    this.atty = arena.floats(R * C);
     this.y = arena.floats(R * C);
     const h = arena.floats(R * 2 * F);
     const sw = arena.floats(R * F);
-    this.scores = arena.floats(this.H * cap);
-    this.rowLoss = arena.floats(this.H);
-    this.zeroTargets = arena.ints(this.H);
     this.tokens = arena.ints(R);
     this.out = arena.floats(R * this.V);
     this.lnf = ln;
     this.rstdf = rstd;
-    this.kCache = [];
-    this.vCache = [];
+    this.mixer = model.mixer.decoder({ cfg, arena, rows, maxTokens, weights: model.w.layers.map((lw) => lw.mixer) });
+    this.capacity = this.mixer.capacity;
     this.blocks = [];
     for (let l = 0; l < cfg.n_layer; l++) {
-      this.kCache.push(arena.floats(R * cap * C));
-      this.vCache.push(arena.floats(R * cap * C));
       const lw = model.w.layers[l]!;
       // One row per sequence: T = 1, maxB = rows. The backward fields are never used (no backward here).
       const mlp: MlpPlan = {
@@ -103,7 +82,7 @@ export class BatchDecoder {
     }
   }
 
-  /** Tokens in row r's cache (its next token goes at this position). */
+  /** Tokens row r has been fed (its next token goes at this position). */
   position(r = 0): number {
     return this.pos[r]!;
   }
@@ -112,6 +91,7 @@ export class BatchDecoder {
   reset(r?: number): void {
     if (r === undefined) this.pos.fill(0);
     else this.pos[r] = 0;
+    this.mixer.reset(r);
   }
 
   /**
@@ -136,7 +116,7 @@ export class BatchDecoder {
     for (let l = 0; l < cfg.n_layer; l++) {
       const bp = this.blocks[l]!;
       blockNormIn(k, bp, R);
-      this.attend(l, active);
+      this.mixer.step(k, l, bp.ln1, this.y, this.pos, active);
       blockFinish(k, bp, R, R, null);
     }
     k.rmsnormForward(this.lnf, this.rstdf, this.x, m.w.finalNorm, R, C, cfg.norm_eps);
@@ -144,45 +124,14 @@ export class BatchDecoder {
     for (let r = 0; r < R; r++) if (!active || active[r]) this.pos[r]!++;
     return this.out;
   }
-
-  /** y = attention of each active row's one query against its cache (after adding its k, v). */
-  private attend(l: number, active?: ArrayLike<boolean>): void {
-    const k = this.k;
-    const m = this.model;
-    const { C, H, D } = this;
-    const C3 = 3 * C;
-    const cap = this.capacity;
-    const lw = m.w.layers[l]!;
-    const ln = this.blocks[l]!.ln1;
-    linearForward(k, this.qkv, ln, lw.wqkv, this.rows, C, C3);
-    const kc = this.kCache[l]!;
-    const vc = this.vCache[l]!;
-    for (let r = 0; r < this.rows; r++) {
-      if (active && !active[r]) continue;
-      const p = this.pos[r]!;
-      const n = p + 1;
-      const row = this.qkv.subarray(r * C3, (r + 1) * C3);
-      // q and k are the first 2H heads of the row: rotate both at position p
-      k.ropeForward(row, 1, 1, 2 * H, D, C3, m.ropeCos.subarray((p * D) / 2), m.ropeSin.subarray((p * D) / 2));
-      const kr = kc.subarray(r * cap * C, (r + 1) * cap * C);
-      const vr = vc.subarray(r * cap * C, (r + 1) * cap * C);
-      kr.set(row.subarray(C, 2 * C), p * C);
-      vr.set(row.subarray(2 * C, C3), p * C);
-      // scores[h, j] = q_h . k_h[j] / sqrt(D), j < n; rows of length n, one per head
-      k.gemmStridedBatched(false, true, 1, n, D, 1 / Math.sqrt(D), row, C3, D, kr, C, D, 0, this.scores, n, n, H);
-      k.crossEntropyForwardBackward(this.scores, this.rowLoss, this.scores, this.zeroTargets, H, n, 1);
-      for (let hd = 0; hd < H; hd++) this.scores[hd * n] += 1;
-      k.gemmStridedBatched(false, false, 1, D, n, 1, this.scores, n, n, vr, C, D, 0, this.atty.subarray(r * C), C, D, H);
-    }
-    linearForward(k, this.y, this.atty, lw.wo, this.rows, C, C);
-  }
 }
 
 /**
- * One-token-at-a-time decoding of one sequence (a BatchDecoder of one row). Beyond the capacity
- * the window SLIDES: when the cache is full, the last floor(capacity/2) tokens are re-encoded
- * from position 0 (a fresh prefill, so positions stay within what the model was trained on),
- * then decoding continues. That costs capacity/2 extra steps once every capacity/2 tokens.
+ * One-token-at-a-time decoding of one sequence (a BatchDecoder of one row). Beyond a finite
+ * capacity (attention's KV cache) the window SLIDES: when the cache is full, the last
+ * floor(capacity/2) tokens are re-encoded from position 0 (a fresh prefill, so positions stay
+ * within what the model was trained on), then decoding continues. That costs capacity/2 extra
+ * steps once every capacity/2 tokens. A recurrent mixer (rwkv) has no capacity: it never slides.
  */
 export class Generator {
   readonly capacity: number;
@@ -193,7 +142,7 @@ export class Generator {
   constructor(model: GPT, kernels: Kernels, arena: Arena, maxTokens: number = model.config.seq_len) {
     this.dec = new BatchDecoder(model, kernels, arena, 1, maxTokens);
     this.capacity = this.dec.capacity;
-    this.history = new Int32Array(this.capacity);
+    this.history = new Int32Array(Number.isFinite(this.capacity) ? this.capacity : 0);
   }
 
   /** Tokens currently in the cache (the next token goes at this position). */
@@ -220,7 +169,7 @@ export class Generator {
   }
 
   private advance(token: number): FloatArray {
-    this.history[this.dec.position(0)] = token;
+    if (this.history.length > 0) this.history[this.dec.position(0)] = token;
     this.one[0] = token;
     return this.dec.step(this.one);
   }

@@ -1,9 +1,9 @@
 import type { Arena } from '../kernels/arena.js';
-import { ropeTables, type FloatArray, type Kernels } from '../kernels/types.js';
+import type { FloatArray, Kernels } from '../kernels/types.js';
 import { UserError } from '../util/errors.js';
 import { DEFAULT_KEEP_BUDGET_BYTES, planActivations, type Activations } from './activations.js';
-import { AttentionPlan, attentionBackward, attentionForward } from './attention.js';
-import { headDim, validateModelConfig, type ModelConfig } from './config.js';
+import { validateModelConfig, type ModelConfig } from './config.js';
+import { mixerFor, type Mixer, type MixerLayer } from './mixers/index.js';
 import { planLayout, weightViews, type ModelWeights, type ParamTensor, type PlannedTensor } from './layout.js';
 import { lmHeadBackward, lmHeadForward } from './linear.js';
 import { mlpBackward, type MlpPlan } from './mlp.js';
@@ -23,9 +23,10 @@ export const IGNORE_ID = -1;
 export type LossReduction = 'mean' | 'sum';
 
 /**
- * The GPT (Llama-style): token embedding -> n_layer x [RMSNorm -> attention (fused QKV, RoPE,
- * causal softmax) -> out-proj -> residual; RMSNorm -> SwiGLU MLP (fused gate|up) -> down-proj ->
- * residual] -> final RMSNorm -> LM head (tied to wte or not) -> mean cross-entropy (nats).
+ * The GPT (Llama-style): token embedding -> n_layer x [RMSNorm -> sequence mixer -> residual;
+ * RMSNorm -> SwiGLU MLP (fused gate|up) -> down-proj -> residual] -> final RMSNorm -> LM head
+ * (tied to wte or not) -> mean cross-entropy (nats). The mixer is model.mixer (src/model/mixers/):
+ * attention (fused QKV, RoPE, causal softmax, out-proj) or rwkv (time mixing, out-proj).
  *
  * With model.dropout = p > 0, a forward keyed by setDropoutKey() drops (inverted dropout,
  * dropout.ts) the embedding output and each residual branch's output before its residual add:
@@ -48,11 +49,10 @@ export class GPT {
   /** Named views into params / grads. */
   readonly w: ModelWeights;
   readonly g: ModelWeights;
-  /** RoPE tables [seq_len, head_dim / 2]. */
-  readonly ropeCos: FloatArray;
-  readonly ropeSin: FloatArray;
+  /** The sequence mixer (model.mixer) and its per-layer op pairs over this model's buffers. */
+  readonly mixer: Mixer;
+  private readonly mixers: MixerLayer[];
   private readonly acts: Activations;
-  private readonly attn: AttentionPlan[];
   private readonly mlp: MlpPlan[];
   /** Per layer: the block's buffers for the shared forward code (block.ts). */
   private readonly blocks: BlockPlan[];
@@ -116,31 +116,23 @@ export class GPT {
 
     const T = config.seq_len;
     const C = config.d_model;
-    const D = headDim(config);
-    this.ropeCos = arena.floats((T * D) / 2);
-    this.ropeSin = arena.floats((T * D) / 2);
-    ropeTables(this.ropeCos, this.ropeSin, T, D, config.rope_theta);
 
     const a = planActivations(config, arena, batchSize, opts.keepBudgetBytes ?? DEFAULT_KEEP_BUDGET_BYTES);
     this.acts = a;
-    this.attn = [];
     this.mlp = [];
     this.blocks = [];
     this.blockDrops = [];
     // With dropout the branches back-propagate the MASKED residual gradient, written into the
     // y scratch (free during backward); without, they read dres itself as before.
     const branchDy = this.dropP > 0 ? a.y : a.dres;
+    this.mixer = mixerFor(config);
+    this.mixers = this.mixer.build({
+      cfg: this.config, maxB: batchSize, backend: kernels.name, arena,
+      weights: this.w.layers.map((lw) => lw.mixer), grads: this.g.layers.map((lg) => lg.mixer),
+      x: a.layers.map((la) => la.ln1), y: a.y, dy: branchDy, dx: a.dC, scratch: a.mixerScratch,
+    });
     for (let l = 0; l < config.n_layer; l++) {
       const la = a.layers[l]!;
-      this.attn.push(new AttentionPlan(
-        { maxB: batchSize, T, C, H: config.n_head },
-        {
-          x: la.ln1, qkv: la.qkv, lse: la.lse, atty: la.atty, y: a.y,
-          wqkv: this.w.layers[l]!.wqkv, wo: this.w.layers[l]!.wo, cos: this.ropeCos, sin: this.ropeSin,
-          dy: branchDy, dx: a.dC, dwqkv: this.g.layers[l]!.wqkv, dwo: this.g.layers[l]!.wo,
-          datty: a.dC, dqkv: a.dqkv,
-        },
-      ));
       this.mlp.push({
         dims: { maxB: batchSize, T, C, F: config.ffn_hidden },
         buf: {
@@ -166,7 +158,8 @@ export class GPT {
   /**
    * Deterministic init from `seed`: weight matrices and embeddings normal(0, init_std); the
    * residual-branch output projections (wo, w_down) normal(0, init_std / sqrt(2 n_layer)); norm
-   * weights 1. Same seed => same parameters, in float32 and float64 alike.
+   * weights 1; a mixer's own vectors (rwkv's mixes, decays, bonuses) their fixed values. Same
+   * seed => same parameters, in float32 and float64 alike.
    */
   init(seed: number): void {
     const normal = normalSampler(mulberry32(seed));
@@ -176,6 +169,10 @@ export class GPT {
       const end = t.offset + t.size;
       if (t.init === 'ones') {
         this.params.fill(1, t.offset, end);
+        continue;
+      }
+      if (typeof t.init === 'object') {
+        for (let i = 0; i < t.size; i++) this.params[t.offset + i] = t.init.values(i);
         continue;
       }
       const s = t.init === 'normal_residual' ? resStd : std;
@@ -260,7 +257,7 @@ export class GPT {
       const bd = this.blockDrops[l]!;
       if (drop) { bd.attnStream = streams[1 + 2 * l]!; bd.mlpStream = streams[2 + 2 * l]!; }
       blockNormIn(k, this.blocks[l]!, N);
-      attentionForward(k, this.attn[l]!, B);
+      this.mixers[l]!.forward(k, B);
       blockFinish(k, this.blocks[l]!, B, N, drop ? bd : null);
     }
     k.rmsnormForward(a.lnf, a.rstdf, a.resFinal, this.w.finalNorm, N, C, eps);
@@ -332,7 +329,7 @@ export class GPT {
       k.rmsnormBackward(a.dres, lg.mlpNorm, a.dC, la.mid, lw.mlpNorm, la.rstd2, N, C);
       if (a.recompute) k.rmsnormForward(la.ln1, la.rstd1, la.res, lw.attnNorm, N, C, eps);
       if (on) dropoutBackward(k, a.y, a.dres, N * C, pl, streams[1 + 2 * l]!);
-      attentionBackward(k, this.attn[l]!, B);
+      this.mixers[l]!.backward(k, B, 1);
       k.rmsnormBackward(a.dres, lg.attnNorm, a.dC, la.res, lw.attnNorm, la.rstd1, N, C);
     }
     // the embedding's own mask: dres is not needed after this, so in place

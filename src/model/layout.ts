@@ -1,5 +1,9 @@
 import type { FloatArray } from '../kernels/types.js';
 import type { ModelConfig } from './config.js';
+import { mixerFor } from './mixers/index.js';
+import type { InitKind } from './mixers/mixer.js';
+
+export type { InitKind } from './mixers/mixer.js';
 
 /**
  * The parameter layout: every parameter tensor is a named range of ONE flat buffer (like llm.c's
@@ -9,8 +13,11 @@ import type { ModelConfig } from './config.js';
  * Storage convention (row-major):
  * - Linear weights are stored [in, out], so a forward is the nn gemm `Y[N,out] = X[N,in] W`,
  *   the weight gradient the tn gemm `dW += X^T dY`, the input gradient the nt gemm `dX = dY W^T`.
- *   - `blocks.i.wqkv`      [C, 3C]  output columns: q (C) | k (C) | v (C); head h is columns h*D..h*D+D of each.
- *   - `blocks.i.wo`        [C, C]   attention output projection (residual branch, init scaled).
+ *   - the sequence mixer's tensors (src/model/mixers/), for attention:
+ *     `blocks.i.wqkv`      [C, 3C]  output columns: q (C) | k (C) | v (C); head h is columns h*D..h*D+D of each.
+ *     `blocks.i.wo`        [C, C]   attention output projection (residual branch, init scaled).
+ *     and for rwkv (rwkv-mixer.ts): time_mix [3, C], wrkv [C, 3C] (r | k | v), time_decay [C],
+ *     time_bonus [C], head_norm [C], wo [C, C].
  *   - `blocks.i.w_gate_up` [C, 2F]  fused SwiGLU projection, output columns: gate (F) | up (F).
  *   - `blocks.i.w_down`    [F, C]   MLP down projection (residual branch, init scaled).
  * - Embedding-like tables are stored [V, C] (a row per token):
@@ -18,7 +25,7 @@ import type { ModelConfig } from './config.js';
  *   - `lm_head` [V, C] untied LM head, same orientation as `wte` so both cases share one code path.
  * - Norm weights `blocks.i.attn_norm`, `blocks.i.mlp_norm`, `final_norm` are [C].
  *
- * Order in the buffer: wte, blocks.0 (attn_norm, wqkv, wo, mlp_norm, w_gate_up, w_down), ...,
+ * Order in the buffer: wte, blocks.0 (attn_norm, the mixer's tensors, mlp_norm, w_gate_up, w_down), ...,
  * final_norm, lm_head (when untied).
  */
 export interface ParamTensor {
@@ -30,10 +37,8 @@ export interface ParamTensor {
   decay: boolean;
 }
 
-export type InitKind = 'normal' | 'normal_residual' | 'ones';
-
 export interface PlannedTensor extends ParamTensor {
-  /** How `GPT.init` fills it: normal(0, std), normal(0, std / sqrt(2 n_layer)), or 1. */
+  /** How `GPT.init` fills it: normal(0, std), normal(0, std / sqrt(2 n_layer)), 1, or fixed values. */
   init: InitKind;
 }
 
@@ -47,6 +52,7 @@ export function planLayout(cfg: ModelConfig): ParamLayout {
   const C = cfg.d_model;
   const F = cfg.ffn_hidden;
   const V = cfg.vocab_size;
+  const mixer = mixerFor(cfg);
   const tensors: PlannedTensor[] = [];
   let offset = 0;
   const add = (name: string, shape: number[], decay: boolean, init: InitKind): void => {
@@ -57,8 +63,7 @@ export function planLayout(cfg: ModelConfig): ParamLayout {
   add('wte', [V, C], false, 'normal');
   for (let l = 0; l < cfg.n_layer; l++) {
     add(`blocks.${l}.attn_norm`, [C], false, 'ones');
-    add(`blocks.${l}.wqkv`, [C, 3 * C], true, 'normal');
-    add(`blocks.${l}.wo`, [C, C], true, 'normal_residual');
+    for (const p of mixer.params(cfg, l)) add(`blocks.${l}.${p.name}`, p.shape, p.decay, p.init);
     add(`blocks.${l}.mlp_norm`, [C], false, 'ones');
     add(`blocks.${l}.w_gate_up`, [C, 2 * F], true, 'normal');
     add(`blocks.${l}.w_down`, [F, C], true, 'normal_residual');
@@ -75,8 +80,8 @@ export function countParams(cfg: ModelConfig): number {
 
 export interface LayerWeights {
   attnNorm: FloatArray;
-  wqkv: FloatArray;
-  wo: FloatArray;
+  /** The mixer's tensors by name (`wqkv`, `wo` for attention; see src/model/mixers/). */
+  mixer: Record<string, FloatArray>;
   mlpNorm: FloatArray;
   wGateUp: FloatArray;
   wDown: FloatArray;
@@ -99,12 +104,14 @@ export function weightViews(buf: FloatArray, layout: ParamLayout, cfg: ModelConf
     if (!t) throw new Error(`layout: no tensor ${name}`);
     return buf.subarray(t.offset, t.offset + t.size);
   };
+  const mixer = mixerFor(cfg);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.n_layer; l++) {
+    const mix: Record<string, FloatArray> = {};
+    for (const p of mixer.params(cfg, l)) mix[p.name] = view(`blocks.${l}.${p.name}`);
     layers.push({
       attnNorm: view(`blocks.${l}.attn_norm`),
-      wqkv: view(`blocks.${l}.wqkv`),
-      wo: view(`blocks.${l}.wo`),
+      mixer: mix,
       mlpNorm: view(`blocks.${l}.mlp_norm`),
       wGateUp: view(`blocks.${l}.w_gate_up`),
       wDown: view(`blocks.${l}.w_down`),

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createJsKernels } from '../kernels/js/index.js';
 import { dot, fillNormal, numericGradient, seededRng } from '../kernels/testing.js';
 import { ropeTables } from '../kernels/types.js';
-import { AttentionPlan, attentionBackward, attentionBackwardUnfused, attentionForward, attentionForwardUnfused } from './attention.js';
+import { AttentionPlan, attentionBackward, attentionBackwardUnfused, attentionForward, attentionForwardUnfused } from './mixers/attention.js';
 import { linearBackward, linearForward, lmHeadBackward, lmHeadForward } from './linear.js';
 import { mlpBackward, mlpForward, type MlpPlan } from './mlp.js';
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml, stringify as stringifyToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
-import type { ModelConfig } from '../model/config.js';
+import { MIXERS, type ModelConfig } from '../model/config.js';
 import { MUON_DEFAULTS, type OptimConfig } from '../optim/types.js';
 import { MAX_VOCAB } from '../tokenizer/merges.js';
 import { UserError } from '../util/errors.js';
@@ -92,6 +92,10 @@ const FIELDS = {
     init_std: positive(),
     /** dropout probability on the embedding and on each residual branch's output, training only; absent = 0 (off) */
     dropout: optional(unitOpen()),
+    /** sequence mixer: "attention" | "rwkv"; absent = attention */
+    mixer: optional(oneOf(MIXERS)),
+    /** rwkv: chunk length of the chunked training form; absent = 32 */
+    rwkv_chunk: optional(int(1, 1024)),
   },
   train: {
     batch_size: int(1),
@@ -184,7 +188,7 @@ function crossFieldChecks(cfg: { model: ModelConfigT; optim: OptimConfigT; data:
   const m = cfg.model;
   if (m.d_model % m.n_head !== 0) {
     ctx.addIssue({ code: 'custom', path: ['model', 'n_head'], params: { keys: ['model.d_model', 'model.n_head'] }, message: `model.d_model (${m.d_model}) must be divisible by model.n_head (${m.n_head})` });
-  } else if ((m.d_model / m.n_head) % 2 !== 0) {
+  } else if ((m.mixer ?? 'attention') === 'attention' && (m.d_model / m.n_head) % 2 !== 0) {
     ctx.addIssue({ code: 'custom', path: ['model', 'n_head'], params: { keys: ['model.d_model', 'model.n_head'] }, message: `head size model.d_model / model.n_head = ${m.d_model / m.n_head} must be even (RoPE rotates pairs)` });
   }
   if (cfg.optim.min_lr > cfg.optim.lr) {

@@ -1,5 +1,5 @@
-import type { BackendName, FloatArray, Kernels } from '../kernels/types.js';
-import { linearBackward, linearForward } from './linear.js';
+import type { BackendName, FloatArray, Kernels } from '../../kernels/types.js';
+import { linearBackward, linearForward } from '../linear.js';
 
 /**
  * Causal multi-head self-attention with RoPE, as one op pair over planned buffers:
