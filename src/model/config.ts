@@ -33,7 +33,7 @@ export interface ModelConfig {
    * unchanged.
    */
   mixer?: MixerName;
-  /** rwkv: chunk length of the chunked training form (absent: DEFAULT_RWKV_CHUNK). */
+  /** rwkv: chunk length of the chunked training form (absent: DEFAULT_RWKV_CHUNK = 16). */
   rwkv_chunk?: number;
 }
 
@@ -46,12 +46,13 @@ export function mixerName(cfg: ModelConfig): MixerName {
 }
 
 /**
- * Chunk length of rwkv's chunked form when model.rwkv_chunk is absent. Per token and layer the
- * chunked form costs C (L + 2 D) multiply-adds in its block products and O(L D) in the
- * decay-weighted scores; the states it saves for backward cost C D / L floats per token. 32
- * keeps the saved states at one [N, C] plane for head size 32 (see rwkv-mixer.ts).
+ * Chunk length L of rwkv's chunked form when model.rwkv_chunk is absent. Per token and layer
+ * the chunked form costs about C (L + 2 D) multiply-adds, of which the decay-weighted scores
+ * (C L / 2) run as a plain loop, not a product; the chunk states cost C D / L floats per token
+ * of (shared) scratch and a sequential scan of D^2 per chunk and head. Measured on the default
+ * preset (BENCHMARKS.md, rwkv section), 16 was the fastest of 8, 16 and 32.
  */
-export const DEFAULT_RWKV_CHUNK = 32;
+export const DEFAULT_RWKV_CHUNK = 16;
 
 /**
  * The documented default SwiGLU width: 8/3 * d (which keeps the MLP's parameter count equal to a

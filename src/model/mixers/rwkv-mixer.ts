@@ -29,10 +29,11 @@ import type { Mixer, MixerBuild, MixerDecodeBuild, MixerDecoder, MixerLayer, Mix
  * of L. The backward mirrors each product (its transposes), carries dL/dS backwards through
  * the same scan, and recomputes rdec, kdec, A and the token shifts rather than keeping them.
  *
- * Kept per layer: rho | k | v head-major (3 B Tp C), the chunk states (B H nc D^2), o (N C) and
- * the norm's rstd (N H). Scratch (all layers share it): token shifts and projections (6 N C),
- * nrm (N C), rdec, kdec, o / dO head-major (3 B Tp C), A and dA (2 B H Tp L), U and dL/dS
- * (2 B H nc D^2), and the three head-major gradients (3 B Tp C).
+ * Kept per layer: rho | k | v head-major (3 B Tp C), o (N C) and the norm's rstd (N H): about
+ * what attention keeps (qkv, atty, lse). Scratch (all layers share it): token shifts and
+ * projections (6 N C), nrm (N C), rdec, kdec, o / dO head-major (3 B Tp C), A and dA
+ * (2 B H Tp L), U, the chunk states and dL/dS (3 B H nc D^2), and the three head-major
+ * gradients (3 B Tp C).
  */
 
 export function rwkvChunk(cfg: ModelConfig): number {
@@ -61,15 +62,15 @@ function dimsOf(cfg: ModelConfig, maxB: number): Dims {
 }
 
 function keptOf(d: Dims): number {
-  const { maxB, T, C, H, D, nc, Tp } = d;
-  return 3 * maxB * Tp * C + maxB * H * nc * D * D + maxB * T * C + maxB * T * H;
+  const { maxB, T, C, H, Tp } = d;
+  return 3 * maxB * Tp * C + maxB * T * C + maxB * T * H;
 }
 
 function scratchOf(d: Dims): number {
   const { maxB, T, C, H, D, L, nc, Tp } = d;
   const NC = maxB * T * C;
   const P = maxB * Tp * C;
-  return 7 * NC + 6 * P + 2 * maxB * H * Tp * L + 2 * maxB * H * nc * D * D;
+  return 7 * NC + 6 * P + 2 * maxB * H * Tp * L + 3 * maxB * H * nc * D * D;
 }
 
 /** Values the RWKV papers initialise with, per layer (ratio l / (n_layer - 1)) and channel. */
@@ -160,7 +161,8 @@ interface Scratch {
   oh: FloatArray; // o (forward), dO (backward), head-major
   A: FloatArray; // [B H nc, L, L]
   dA: FloatArray;
-  U: FloatArray; // [B H nc, D, D]: U (forward), rdec^T dO (backward)
+  U: FloatArray; // [B H nc, D, D]: U, then rdec^T dO (backward)
+  states: FloatArray; // [B H nc, D, D]: the state entering each chunk
   G: FloatArray; // [B H nc, D, D]: dL/dS at each chunk's end
   drho: FloatArray; // head-major gradients
   dk: FloatArray;
@@ -179,7 +181,8 @@ function scratchViews(d: Dims, buf: FloatArray): Scratch {
   };
   return {
     xs: take(3 * NC), proj: take(3 * NC), nrm: take(NC), rdec: take(P), kdec: take(P), oh: take(P),
-    A: take(maxB * H * Tp * L), dA: take(maxB * H * Tp * L), U: take(maxB * H * nc * D * D), G: take(maxB * H * nc * D * D),
+    A: take(maxB * H * Tp * L), dA: take(maxB * H * Tp * L), U: take(maxB * H * nc * D * D),
+    states: take(maxB * H * nc * D * D), G: take(maxB * H * nc * D * D),
     drho: take(P), dk: take(P), dv: take(P),
   };
 }
@@ -195,11 +198,14 @@ class RwkvLayer implements MixerLayer {
   private readonly dx: FloatArray;
   private readonly w: Record<string, FloatArray>;
   private readonly g: Record<string, FloatArray>;
-  /** Kept: rho, k, v head-major (planes of maxB Tp C), chunk states, o [N, C], rstd [N, H]. */
+  /**
+   * Kept: rho, k, v head-major (planes of maxB Tp C), o [N, C], rstd [N, H]. The chunk states
+   * are recomputed in backward (one batched product and the scan) rather than kept: they would
+   * cost C D / L floats per token and layer, 4 [N, C] planes at L = 8, D = 32.
+   */
   private readonly rho: FloatArray;
   private readonly k: FloatArray;
   private readonly v: FloatArray;
-  private readonly states: FloatArray;
   private readonly o: FloatArray;
   private readonly rstd: FloatArray;
   /** pow[m C + c] = w_c^m for m = 0..L (float64, recomputed from the decay at each call). */
@@ -208,7 +214,7 @@ class RwkvLayer implements MixerLayer {
   private readonly dlogw: Float64Array;
 
   constructor(private readonly d: Dims, b: MixerBuild, l: number, private readonly s: Scratch) {
-    const { maxB, T, C, H, D, L, nc, Tp } = d;
+    const { maxB, T, C, H, L, Tp } = d;
     this.x = b.x[l]!;
     this.y = b.y;
     this.dy = b.dy;
@@ -219,7 +225,6 @@ class RwkvLayer implements MixerLayer {
     this.rho = b.arena.floats(P);
     this.k = b.arena.floats(P);
     this.v = b.arena.floats(P);
-    this.states = b.arena.floats(maxB * H * nc * D * D);
     this.o = b.arena.floats(maxB * T * C);
     this.rstd = b.arena.floats(maxB * T * H);
     this.pow = new Float64Array((L + 1) * C);
@@ -364,9 +369,28 @@ class RwkvLayer implements MixerLayer {
     this.toHeads(this.k, s.proj, NC, B, false);
     this.toHeads(this.v, s.proj, 2 * NC, B, false);
     this.decayed(B);
-    // U_c = kdec_c^T v_c, then the scan for the state entering each chunk
-    kn.gemmStridedBatched(true, false, D, D, L, 1, s.kdec, D, LD, this.v, D, LD, 0, s.U, D, DD, nq);
-    const st = this.states;
+    this.chunkStates(kn, B);
+    const st = s.states;
+    // o = rdec S (inter-chunk) + A v (intra-chunk)
+    kn.gemmStridedBatched(false, false, L, D, D, 1, s.rdec, D, LD, st, D, DD, 0, s.oh, D, LD, nq);
+    this.scores(B);
+    kn.gemmStridedBatched(false, false, L, D, L, 1, s.A, L, L * L, this.v, D, LD, 1, s.oh, D, LD, nq);
+    this.fromHeads(this.o, 0, s.oh, B, null);
+    this.headNorm(N);
+    linearForward(kn, this.y, s.nrm, this.w.wo!, N, C, C);
+  }
+
+  /**
+   * From rdec/kdec (decayed()): U_c = kdec_c^T v_c (batched [D, L] x [L, D]), then the scan
+   * S_0 = 0, S_(c+1) = w^L * S_c + U_c into s.states (the state entering each chunk).
+   */
+  private chunkStates(kn: Kernels, B: number): void {
+    const { C, H, D, L, nc } = this.d;
+    const s = this.s;
+    const LD = L * D;
+    const DD = D * D;
+    kn.gemmStridedBatched(true, false, D, D, L, 1, s.kdec, D, LD, this.v, D, LD, 0, s.U, D, DD, B * H * nc);
+    const st = s.states;
     const U = s.U;
     const pow = this.pow;
     const pL = L * C;
@@ -383,13 +407,6 @@ class RwkvLayer implements MixerLayer {
         }
       }
     }
-    // o = rdec S (inter-chunk) + A v (intra-chunk)
-    kn.gemmStridedBatched(false, false, L, D, D, 1, s.rdec, D, LD, st, D, DD, 0, s.oh, D, LD, nq);
-    this.scores(B);
-    kn.gemmStridedBatched(false, false, L, D, L, 1, s.A, L, L * L, this.v, D, LD, 1, s.oh, D, LD, nq);
-    this.fromHeads(this.o, 0, s.oh, B, null);
-    this.headNorm(N);
-    linearForward(kn, this.y, s.nrm, this.w.wo!, N, C, C);
   }
 
   /** nrm = o * rstd * head_norm, computing rstd (per row and head). */
@@ -451,9 +468,10 @@ class RwkvLayer implements MixerLayer {
     }
     this.toHeads(s.oh, dO, 0, B, false); // s.oh now holds dO head-major
     this.decayed(B);
+    this.chunkStates(kn, B);
     this.scores(B);
     const dOh = s.oh;
-    const st = this.states;
+    const st = s.states;
     // dA = dO v^T; dv = A^T dO; W_c = rdec_c^T dO_c (into U)
     kn.gemmStridedBatched(false, true, L, L, D, 1, dOh, D, LD, this.v, D, LD, 0, s.dA, L, LL, nq);
     kn.gemmStridedBatched(true, false, L, D, L, 1, s.A, L, LL, dOh, D, LD, 0, s.dv, D, LD, nq);
