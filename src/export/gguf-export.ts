@@ -10,7 +10,7 @@ import { pocketlmVersion } from '../data/meta.js';
 import { writeGguf, type GgufKv, type GgufTensorIn } from './gguf.js';
 import { ggufTokenizerKv } from './gguf-tokenizer.js';
 import { permuteForGguf } from './gguf-llama.js';
-import { toLlamaTensors } from './llama-weights.js';
+import { requireLlamaModel, toLlamaTensors } from './llama-weights.js';
 import { readRunWeights } from './run-weights.js';
 import type { ExportDtype, ExportReport } from './types.js';
 import { BpeTokenizer } from '../tokenizer/bpe-tokenizer.js';
@@ -137,6 +137,7 @@ export async function exportGguf(
   if (dtype !== 'f32' && dtype !== 'f16') throw new UserError(`--dtype ${dtype} is not available for GGUF (llama.cpp's bf16 support varies by build); use f32 or f16`);
   prepareOut(opts.out);
   const w = await readRunWeights(runDir, opts.checkpoint ?? 'best');
+  requireLlamaModel(w.model);
   // readRunWeights loads tokenizer.json, which is always our byte-level BPE.
   if (!(w.tokenizer instanceof BpeTokenizer)) throw new Error('exportGguf: the run\'s tokenizer is not a BpeTokenizer');
   const kv: GgufKv[] = [

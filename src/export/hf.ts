@@ -14,7 +14,7 @@ import { readLog } from '../train/log.js';
 import { runPaths } from '../train/run.js';
 import { pocketlmVersion } from '../data/meta.js';
 import { encodeHalf, encodeSafetensors, readSafetensors, toFloat32, type StInput } from './safetensors.js';
-import { fromLlamaTensors, llamaHfConfig, modelConfigFromHf, toLlamaTensors, type LlamaTensorData } from './llama-weights.js';
+import { fromLlamaTensors, llamaHfConfig, modelConfigFromHf, requireLlamaModel, toLlamaTensors, type LlamaTensorData } from './llama-weights.js';
 import { folderBytes, writeFolder } from './folders.js';
 import { readRunWeights, type RunWeights } from './run-weights.js';
 import type { ExportDtype, ExportReport, ImportReport } from './types.js';
@@ -157,6 +157,7 @@ export async function exportHf(
   const t0 = performance.now();
   const dtype = opts.dtype ?? 'f32';
   const w = await readRunWeights(runDir, opts.checkpoint ?? 'best');
+  requireLlamaModel(w.model);
   const tensors = hfTensors(w.model, w.params, dtype);
   const bytes = await writeFolder(opts.out, '--out', (tmp) => {
     writeFileAtomicSync(path.join(tmp, 'model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));

@@ -1,5 +1,5 @@
 import type { ModelConfig } from '../model/config.js';
-import { headDim, validateModelConfig } from '../model/config.js';
+import { headDim, mixerName, validateModelConfig } from '../model/config.js';
 import { planLayout } from '../model/layout.js';
 import { UserError } from '../util/errors.js';
 
@@ -62,7 +62,21 @@ interface Piece {
   shape: number[];
 }
 
+/**
+ * Refuses a model that is not a Llama: an rwkv mixer (model.mixer = "rwkv") has no tensors a
+ * Llama runtime could use, and neither llama.cpp's RWKV architectures nor transformers' RWKV
+ * models compute our variant (SwiGLU MLP, sigmoid receptance, RMS head norm), so nothing is
+ * written rather than a file that loads and computes something else.
+ */
+export function requireLlamaModel(cfg: ModelConfig): void {
+  const mixer = mixerName(cfg);
+  if (mixer !== 'attention') {
+    throw new UserError(`export to GGUF or Hugging Face needs model.mixer = "attention" (a Llama); this model's mixer is "${mixer}", which llama.cpp and transformers cannot run as it is. Use it with pocketlm sample / eval`);
+  }
+}
+
 function pieces(cfg: ModelConfig): Piece[] {
+  requireLlamaModel(cfg);
   const C = cfg.d_model;
   const F = cfg.ffn_hidden;
   const V = cfg.vocab_size;

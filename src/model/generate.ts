@@ -63,7 +63,7 @@ export class BatchDecoder {
     this.out = arena.floats(R * this.V);
     this.lnf = ln;
     this.rstdf = rstd;
-    this.mixer = model.mixer.decoder({ cfg, arena, rows, maxTokens, weights: model.w.layers.map((lw) => lw.mixer) });
+    this.mixer = model.mixerDecoder(arena, rows, maxTokens);
     this.capacity = this.mixer.capacity;
     this.blocks = [];
     for (let l = 0; l < cfg.n_layer; l++) {

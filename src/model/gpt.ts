@@ -4,6 +4,7 @@ import { UserError } from '../util/errors.js';
 import { DEFAULT_KEEP_BUDGET_BYTES, planActivations, type Activations } from './activations.js';
 import { validateModelConfig, type ModelConfig } from './config.js';
 import { mixerFor, type Mixer, type MixerLayer } from './mixers/index.js';
+import type { MixerDecoder } from './mixers/mixer.js';
 import { planLayout, weightViews, type ModelWeights, type ParamTensor, type PlannedTensor } from './layout.js';
 import { lmHeadBackward, lmHeadForward } from './linear.js';
 import { mlpBackward, type MlpPlan } from './mlp.js';
@@ -52,6 +53,7 @@ export class GPT {
   /** The sequence mixer (model.mixer) and its per-layer op pairs over this model's buffers. */
   readonly mixer: Mixer;
   private readonly mixers: MixerLayer[];
+  private readonly newMixerDecoder: (arena: Arena, rows: number, maxTokens: number) => MixerDecoder;
   private readonly acts: Activations;
   private readonly mlp: MlpPlan[];
   /** Per layer: the block's buffers for the shared forward code (block.ts). */
@@ -126,11 +128,14 @@ export class GPT {
     // y scratch (free during backward); without, they read dres itself as before.
     const branchDy = this.dropP > 0 ? a.y : a.dres;
     this.mixer = mixerFor(config);
-    this.mixers = this.mixer.build({
+    const built = this.mixer.build({
       cfg: this.config, maxB: batchSize, backend: kernels.name, arena,
       weights: this.w.layers.map((lw) => lw.mixer), grads: this.g.layers.map((lg) => lg.mixer),
       x: a.layers.map((la) => la.ln1), y: a.y, dy: branchDy, dx: a.dC, scratch: a.mixerScratch,
     });
+    this.mixers = built.layers;
+    const weights = this.w.layers.map((lw) => lw.mixer);
+    this.newMixerDecoder = (arena2, rows, maxTokens) => built.decoder({ cfg: this.config, arena: arena2, rows, maxTokens, weights });
     for (let l = 0; l < config.n_layer; l++) {
       const la = a.layers[l]!;
       this.mlp.push({
@@ -194,6 +199,14 @@ export class GPT {
     this.pendingDropout = true;
     this.pendingSeed = seed;
     this.pendingCounter = counter;
+  }
+
+  /**
+   * The mixer's decoding state for `rows` sequences of up to `maxTokens` tokens (BatchDecoder):
+   * a KV cache for attention (sharing this model's RoPE tables), a recurrent state for rwkv.
+   */
+  mixerDecoder(arena: Arena, rows: number, maxTokens: number): MixerDecoder {
+    return this.newMixerDecoder(arena, rows, maxTokens);
   }
 
   zeroGrad(): void {

@@ -1,4 +1,5 @@
 import { DEFAULT_ARENA_BASE, WASM32_MAX_BYTES } from '../kernels/arena.js';
+import { MIXERS, mixerName } from '../model/config.js';
 import { OPTIMIZERS, validateConfig, type RunConfig } from '../train/config.js';
 import { formatBytes, trainingMemoryPlan } from '../train/memory.js';
 import { estimateTrialMemoryMb } from './memory.js';
@@ -40,7 +41,7 @@ export const LION_LR_FACTOR = 5;
 
 /** The keys a strategy may change, in the order they are described. */
 export const SPACE_KEYS = [
-  'model.d_model', 'model.n_head', 'model.n_layer', 'model.seq_len', 'model.vocab_size',
+  'model.d_model', 'model.n_head', 'model.n_layer', 'model.seq_len', 'model.vocab_size', 'model.mixer',
   'optim.name', 'optim.lr', 'optim.min_lr', 'optim.weight_decay', 'optim.warmup_steps',
   'train.batch_size', 'train.grad_accum',
 ] as const;
@@ -97,10 +98,15 @@ export function clampLr(lr: number): number {
   return Math.min(LR_RANGE.max, Math.max(LR_RANGE.min, lr));
 }
 
-/** The value a dotted key has in `cfg` (undefined when the section or key is absent). */
+/**
+ * The value a dotted key has in `cfg` (undefined when the section or key is absent), except
+ * that an absent model.mixer reads as its meaning, "attention": a change to "attention" from a
+ * config without the key is no change.
+ */
 export function getKey(cfg: RunConfig, key: string): unknown {
   const [sec, k] = key.split('.');
   const section = (cfg as unknown as Record<string, Record<string, unknown> | undefined>)[sec!];
+  if (key === 'model.mixer') return mixerName(cfg.model);
   return section?.[k!];
 }
 
@@ -270,6 +276,7 @@ export function drawValue(cfg: RunConfig, key: SpaceKey, rng: Rng): ParamValue |
     case 'model.n_layer': return other(ints(N_LAYER_RANGE.min, N_LAYER_RANGE.max));
     case 'model.seq_len': return other(SEQ_LENS);
     case 'model.vocab_size': return other(VOCAB_SIZES);
+    case 'model.mixer': return other(MIXERS);
     case 'optim.name': return other(OPTIMIZERS);
     case 'optim.lr': {
       // log-uniform over the range, 2 significant digits

@@ -64,6 +64,7 @@ test('the plan is within 1% of the arena a training session really uses (presets
   const cases: Array<[string, string[], number]> = [
     ['tiny', [], 1], ['tiny', ['optim.name="lion"'], 2], ['tiny', ['optim.name="sfadamw"'], 1],
     ['seed-small', [], 2], ['default', [], 1], ['default', ['optim.name="muon"'], 2],
+    ['tiny', ['model.mixer="rwkv"', 'model.seq_len=60'], 1], ['seed-small', ['model.mixer="rwkv"'], 2],
   ];
   for (const [preset, set, threads] of cases) {
     const cfg = presetConfig(preset, [...set, `train.threads=${threads}`]);
@@ -137,16 +138,19 @@ test('the train command refuses an oversized model in one line, with no stack tr
 test('a batched decoder of R rows and a frozen reference allocate exactly what the plan counts for them', async () => {
   const { GPT } = await import('../model/gpt.js');
   const { BatchDecoder } = await import('../model/generate.js');
-  const model = presetConfig('tiny').model;
   const k = createJsKernels();
-  for (const rows of [1, 16]) {
-    const arena = new WasmArena();
-    const m = new GPT(model, k, arena, 2);
-    const before = arena.bytesUsed();
-    new BatchDecoder(m, k, arena, rows, model.seq_len);
-    const plan = planMemory({ model, batchSize: 2, optimizer: null, decoder: true, decoderRows: rows, kernelThreads: 0 });
-    assert.equal(arena.bytesUsed() - before, plan.parts.find((p) => p.name === 'KV cache')!.bytes, `${rows} rows`);
+  for (const mixer of ['attention', 'rwkv'] as const) {
+    const model = { ...presetConfig('tiny').model, mixer };
+    for (const rows of [1, 16]) {
+      const arena = new WasmArena();
+      const m = new GPT(model, k, arena, 2);
+      const before = arena.bytesUsed();
+      new BatchDecoder(m, k, arena, rows, model.seq_len);
+      const plan = planMemory({ model, batchSize: 2, optimizer: null, decoder: true, decoderRows: rows, kernelThreads: 0 });
+      assert.equal(arena.bytesUsed() - before, plan.parts.find((p) => p.name === 'KV cache')!.bytes, `${mixer}, ${rows} rows`);
+    }
   }
+  const model = presetConfig('tiny').model;
   const arena = new WasmArena();
   new GPT(model, k, arena, 3, { frozen: true });
   const used = arena.bytesUsed();

@@ -3,7 +3,8 @@ import { ARENA_ALIGN, DEFAULT_ARENA_BASE, WASM32_MAX_BYTES } from '../kernels/ar
 import { defaultThreads, type BackendChoice } from '../kernels/index.js';
 import { CTRL_BYTES } from '../kernels/wasm/ops.js';
 import { activationFloats } from '../model/activations.js';
-import { headDim, type ModelConfig } from '../model/config.js';
+import type { ModelConfig } from '../model/config.js';
+import { mixerFor } from '../model/mixers/index.js';
 import { countParams, planLayout } from '../model/layout.js';
 import type { OptimizerName, ParamTensor } from '../optim/types.js';
 import { muonStateFloats } from '../optim/muon.js';
@@ -100,17 +101,18 @@ export function planMemory(req: MemoryRequest): MemoryPlan {
   const C = m.d_model;
   const P = countParams(m);
   const N = B * T;
-  const rope = 2 * alloc((T * headDim(m)) / 2);
+  const mixer = mixerFor(m);
+  const rope = mixer.modelAllocs(m).reduce((sum, n) => sum + alloc(n), 0); // attention: the RoPE tables
   const optimizer = req.optimizer ? OPTIMIZER_STATE[req.optimizer](P, planLayout(m).tensors).reduce((s, n) => s + alloc(n), 0) : 0;
   // The activation plan makes ~11 allocations per layer: their alignment padding (< 64 bytes
   // each) is left out of the count.
   const activations = 4 * activationFloats(m, B) + 2 * alloc(N);
   let kv = 0;
   if (req.decoder) {
-    const H = m.n_head, F = m.ffn_hidden, R = req.decoderRows ?? 1;
-    // x, ln, rstd, qkv, atty, y, h, s, scores, rowLoss, zeroTargets, tokens, logits, then K and V per layer
-    kv = 4 * alloc(R * C) + alloc(R) + alloc(3 * R * C) + alloc(2 * R * F) + alloc(R * F) + alloc(H * T) + 2 * alloc(H) + alloc(R)
-      + alloc(R * m.vocab_size) + 2 * m.n_layer * alloc(R * T * C);
+    const F = m.ffn_hidden, R = req.decoderRows ?? 1;
+    // x, ln, rstd, y, h, s, tokens, logits (BatchDecoder), then the mixer's state (attention: the KV cache)
+    kv = 3 * alloc(R * C) + alloc(R) + alloc(2 * R * F) + alloc(R * F) + alloc(R) + alloc(R * m.vocab_size)
+      + mixer.decoderAllocs(m, R, T).reduce((sum, n) => sum + alloc(n), 0);
   }
   const frozen = (req.frozenModels ?? 0) * (alloc(P) + rope + activations);
   const parts: MemoryPart[] = [

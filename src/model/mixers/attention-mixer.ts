@@ -5,6 +5,8 @@ import { linearForward } from '../linear.js';
 import { AttentionPlan, attentionBackward, attentionForward } from './attention.js';
 import type { Mixer, MixerDecodeBuild, MixerDecoder, MixerLayer } from './mixer.js';
 
+interface Rope { cos: FloatArray; sin: FloatArray }
+
 /**
  * Causal softmax attention with RoPE as a `Mixer` (the op pair is attention.ts):
  * parameters `wqkv` [C, 3C] (q | k | v) and `wo` [C, C]; per layer it keeps qkv [N, 3C], the
@@ -13,7 +15,7 @@ import type { Mixer, MixerDecodeBuild, MixerDecoder, MixerLayer } from './mixer.
  * positions per row and layer.
  */
 
-function ropeFor(cfg: ModelConfig, arena: Arena): { cos: FloatArray; sin: FloatArray } {
+function ropeFor(cfg: ModelConfig, arena: Arena): Rope {
   const T = cfg.seq_len;
   const D = cfg.d_model / cfg.n_head;
   const cos = arena.floats((T * D) / 2);
@@ -42,6 +44,19 @@ export const attentionMixer: Mixer = {
     return 3 * maxB * cfg.seq_len * cfg.d_model; // dqkv
   },
 
+  modelAllocs(cfg) {
+    const half = (cfg.seq_len * (cfg.d_model / cfg.n_head)) / 2;
+    return [half, half]; // RoPE cos, sin
+  },
+
+  decoderAllocs(cfg, rows, maxTokens) {
+    const C = cfg.d_model;
+    const H = cfg.n_head;
+    const cap = Math.min(maxTokens, cfg.seq_len);
+    // qkv, atty, scores, rowLoss, zeroTargets, then K and V per layer
+    return [3 * rows * C, rows * C, H * cap, H, H, ...Array<number>(2 * cfg.n_layer).fill(rows * cap * C)];
+  },
+
   build(b) {
     const { cfg, maxB, arena } = b;
     const T = cfg.seq_len;
@@ -67,11 +82,7 @@ export const attentionMixer: Mixer = {
         backward: (k, B, alpha) => attentionBackward(k, plan, B, alpha),
       });
     }
-    return layers;
-  },
-
-  decoder(b) {
-    return new KvCacheDecoder(b);
+    return { layers, decoder: (d) => new KvCacheDecoder(d, rope) };
   },
 
   /**
@@ -110,7 +121,7 @@ class KvCacheDecoder implements MixerDecoder {
   private readonly kCache: FloatArray[] = [];
   private readonly vCache: FloatArray[] = [];
 
-  constructor(b: MixerDecodeBuild) {
+  constructor(b: MixerDecodeBuild, rope: Rope) {
     const { cfg, arena, rows } = b;
     this.capacity = Math.min(b.maxTokens, cfg.seq_len);
     const C = (this.C = cfg.d_model);
@@ -119,7 +130,6 @@ class KvCacheDecoder implements MixerDecoder {
     this.rows = rows;
     this.wqkv = b.weights.map((w) => w.wqkv!);
     this.wo = b.weights.map((w) => w.wo!);
-    const rope = ropeFor(cfg, arena);
     this.cos = rope.cos;
     this.sin = rope.sin;
     this.qkv = arena.floats(rows * 3 * C);

@@ -74,6 +74,12 @@ export interface MixerDecoder {
   reset(r?: number): void;
 }
 
+/** A model's built mixer: its layers, and decoders that share what the model built once (RoPE tables). */
+export interface MixerModel {
+  layers: MixerLayer[];
+  decoder(b: MixerDecodeBuild): MixerDecoder;
+}
+
 export interface Mixer {
   readonly name: MixerName;
   /** The parameter tensors of one layer's mixer, in buffer order. */
@@ -82,8 +88,11 @@ export interface Mixer {
   keptFloats(cfg: ModelConfig, maxB: number): number;
   /** Floats of scratch shared by all layers (live only inside one layer's forward or backward). */
   scratchFloats(cfg: ModelConfig, maxB: number): number;
-  build(b: MixerBuild): MixerLayer[];
-  decoder(b: MixerDecodeBuild): MixerDecoder;
+  /** The arena allocations (floats each) build() makes once per model besides keptFloats (attention: the RoPE tables). */
+  modelAllocs(cfg: ModelConfig): number[];
+  /** The arena allocations (floats or ints each) a decoder of `rows` rows makes (the memory plan counts them). */
+  decoderAllocs(cfg: ModelConfig, rows: number, maxTokens: number): number[];
+  build(b: MixerBuild): MixerModel;
   /** Training FLOPs per token of the sequence mixing beyond the 6 * params of its matrices (see flops.ts). */
   flopsPerToken(cfg: ModelConfig): number;
 }

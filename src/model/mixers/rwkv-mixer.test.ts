@@ -59,7 +59,7 @@ function layerAgainstOracle(c: LayerCase, seed: number): number {
   const dy = fillNormal(arena.floats(N * C), rng, 1);
   const dx = arena.floats(N * C);
   const scratch = arena.floats(rwkvMixer.scratchFloats(cfg, maxB));
-  const [layer] = rwkvMixer.build({ cfg, maxB, backend: 'js', arena, weights: [w], grads: [g], x: [x], y, dy, dx, scratch });
+  const { layers: [layer] } = rwkvMixer.build({ cfg, maxB, backend: 'js', arena, weights: [w], grads: [g], x: [x], y, dy, dx, scratch });
   layer!.forward(k, B);
   layer!.backward(k, B, 0.5);
 

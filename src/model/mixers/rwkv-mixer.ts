@@ -129,16 +129,24 @@ export const rwkvMixer: Mixer = {
     return scratchOf(dimsOf(cfg, maxB));
   },
 
+  modelAllocs() {
+    return [];
+  },
+
+  decoderAllocs(cfg, rows) {
+    const C = cfg.d_model;
+    const D = C / cfg.n_head;
+    const perLayer: number[] = [];
+    for (let l = 0; l < cfg.n_layer; l++) perLayer.push(rows * C, rows * cfg.n_head * D * D); // xprev, states
+    return [...perLayer, 3 * rows * C, 3 * rows * C, rows * C]; // xs, proj, o
+  },
+
   build(b) {
     const d = dimsOf(b.cfg, b.maxB);
     const s = scratchViews(d, b.scratch);
     const layers: MixerLayer[] = [];
     for (let l = 0; l < b.cfg.n_layer; l++) layers.push(new RwkvLayer(d, b, l, s));
-    return layers;
-  },
-
-  decoder(b) {
-    return new RwkvDecoder(b);
+    return { layers, decoder: (db) => new RwkvDecoder(db) };
   },
 
   /**
