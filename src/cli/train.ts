@@ -105,7 +105,7 @@ function describeStart(ev: Extract<TrainEvent, { type: 'start' }>): string[] {
   return [
     `run folder: ${ev.runDir}`,
     `backend: ${b.name} (${b.threads} thread${b.threads === 1 ? '' : 's'}): ${b.reason}`,
-    `model: ${formatCount(ev.params)} parameters; ${formatCount(ev.tokensPerStep)} tokens per step`,
+    `model: ${formatCount(ev.params)} parameters${ev.mixer === 'attention' ? '' : ` (${ev.mixer} time mixing)`}; ${formatCount(ev.tokensPerStep)} tokens per step`,
     `data: ${ev.datasetDir}${ev.datasetReused ? ' (reused)' : ''}: ${formatCount(ev.trainTokens)} train / ${formatCount(ev.valTokens)} val tokens`,
     ev.importedFrom !== null
       ? `starting from the weights imported from ${ev.importedFrom}, with fresh optimizer state (fine-tuning)`

@@ -151,6 +151,16 @@ test('a config file without extends must be complete; with extends it lists only
   throwsUser(() => loadConfig({ file: tomlFile('extends = 3\n') }), 'extends in', 'must be a preset name');
 });
 
+test('model.mixer: attention (absent) or rwkv; rwkv allows an odd head size (no RoPE); a wrong name or chunk is refused in one line', () => {
+  assert.equal(loadConfig({ preset: 'tiny' }).model.mixer, undefined);
+  const r = loadConfig({ preset: 'tiny', set: ['model.mixer=rwkv', 'model.d_model=18', 'model.n_head=2', 'model.rwkv_chunk=8'] });
+  assert.equal(r.model.mixer, 'rwkv');
+  assert.equal(r.model.rwkv_chunk, 8);
+  throwsUser(() => loadConfig({ preset: 'tiny', set: ['model.mixer=lstm'] }), 'model.mixer', 'lstm', '--set model.mixer=lstm');
+  throwsUser(() => loadConfig({ preset: 'tiny', set: ['model.mixer=rwkv', 'model.rwkv_chunk=0'] }), 'model.rwkv_chunk', '--set model.rwkv_chunk=0');
+  throwsUser(() => loadConfig({ preset: 'tiny', set: ['model.d_model=18', 'model.n_head=2'] }), '= 9 must be even');
+});
+
 test('cross-field checks: heads divide d_model, even head size, min_lr <= lr, gpt2 vocab', () => {
   throwsUser(() => loadConfig({ preset: 'tiny', set: ['model.n_head=3'] }), 'model.d_model (64) must be divisible by model.n_head (3)', '--set model.n_head=3');
   throwsUser(() => loadConfig({ preset: 'tiny', set: ['model.d_model=18', 'model.n_head=2'] }), 'head size', '= 9 must be even');

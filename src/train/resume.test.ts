@@ -245,6 +245,33 @@ test('a timed run killed with SIGKILL after its time became a step budget resume
   assert.deepEqual(numbers(copy), reference);
 });
 
+test('an rwkv model (model.mixer = "rwkv") killed with SIGKILL and resumed logs the same numbers as uninterrupted, and samples past seq_len', async () => {
+  const rwkv = ['--set', 'model.mixer="rwkv"', '--set', 'model.rwkv_chunk=12', '--steps', '48', '--set', 'train.checkpoint_every=4', '--set', 'train.eval_every=16'];
+  const ref = path.join(work, 'rwkv-ref');
+  const r0 = await start(ref, rwkv).done;
+  assert.equal(r0.code, 0, r0.stderr);
+  assert.match(r0.stdout, /parameters \(rwkv time mixing\)/);
+  const dir = path.join(work, 'rwkv-killed');
+  const { child, done } = start(dir, rwkv);
+  let exited = false;
+  void done.then(() => (exited = true));
+  assert.ok(await waitFor(() => manifestStep(dir) >= 4, () => exited), 'a first checkpoint');
+  child.kill('SIGKILL');
+  await done;
+  const k = await killAndResume(dir, 4242, rwkv, 48);
+  assert.equal(k.code, 0, k.stderr);
+  assert.deepEqual(numbers(dir), numbers(ref));
+  // 100 tokens from a model with seq_len 32: the recurrent state has no window to slide
+  const sample = spawn(process.execPath, [BIN, 'sample', '--run', dir, '--prompt', 'Once', '--max-tokens', '100', '--all', '--backend', 'wasm', '--threads', '1'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  sample.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  sample.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => sample.on('close', resolve));
+  assert.equal(code, 0, err);
+  assert.ok(out.length > 100, `a sample of 100 tokens: ${JSON.stringify(out)}`);
+});
+
 test('SIGINT finishes the step, saves a checkpoint, exits 130; resuming gives the same numbers', async () => {
   assert.ok(reference.length, 'needs the reference run');
   const dir = path.join(work, 'interrupted');

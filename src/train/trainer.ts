@@ -1,3 +1,4 @@
+import type { MixerName } from '../model/config.js';
 import type { BackendInfo } from '../kernels/index.js';
 import { clipGradNorm } from '../optim/index.js';
 import { bitsPerByte } from '../data/meta.js';
@@ -40,7 +41,7 @@ export interface TrainRequest extends SessionRequest {
 export type TrainEvent =
   | { type: 'prepare'; progress: PrepareProgress }
   | {
-      type: 'start'; runDir: string; backend: BackendInfo; params: number; datasetDir: string; datasetReused: boolean;
+      type: 'start'; runDir: string; backend: BackendInfo; params: number; mixer: MixerName; datasetDir: string; datasetReused: boolean;
       trainTokens: number; valTokens: number; tokensPerStep: number; resumedFromStep: number | null;
       /** Set when the run was made by `pocketlm import`: where its weights came from (training starts with fresh optimizer state). */
       importedFrom: string | null;
@@ -262,7 +263,7 @@ export async function train(req: TrainRequest, onEvent: (ev: TrainEvent) => void
     const tokensPerStep = tc.batch_size * tc.grad_accum * s.config.model.seq_len;
     const checkpointEvery = tc.checkpoint_every;
     onEvent({
-      type: 'start', runDir: s.paths.dir, backend: s.backend.info, params: s.model.numParams,
+      type: 'start', runDir: s.paths.dir, backend: s.backend.info, params: s.model.numParams, mixer: s.model.mixer.name,
       datasetDir: s.dataset.dir, datasetReused: s.dataset.reused,
       trainTokens: s.dataset.meta.splits.train.tokens, valTokens: s.dataset.meta.splits.val.tokens,
       tokensPerStep, resumedFromStep: s.resumedFrom?.step ?? null,
