@@ -33,7 +33,7 @@ export interface ModelConfig {
    * unchanged.
    */
   mixer?: MixerName;
-  /** rwkv: chunk length of the chunked training form (absent: DEFAULT_RWKV_CHUNK = 16). */
+  /** rwkv: chunk length of the chunked training form (absent: DEFAULT_RWKV_CHUNK = 8). */
   rwkv_chunk?: number;
 }
 
@@ -50,9 +50,11 @@ export function mixerName(cfg: ModelConfig): MixerName {
  * the chunked form costs about C (L + 2 D) multiply-adds, of which the decay-weighted scores
  * (C L / 2) run as a plain loop, not a product; the chunk states cost C D / L floats per token
  * of (shared) scratch and a sequential scan of D^2 per chunk and head. Measured on the default
- * preset (BENCHMARKS.md, rwkv section), 16 was the fastest of 8, 16 and 32.
+ * preset with model.mixer = "rwkv" (native, 2 threads, 3 alternating rounds, medians): 1,771
+ * tokens/s at L = 8, 1,631 at 16, 1,471 at 32: the loop over the scores costs more than the
+ * extra chunks do.
  */
-export const DEFAULT_RWKV_CHUNK = 16;
+export const DEFAULT_RWKV_CHUNK = 8;
 
 /**
  * The documented default SwiGLU width: 8/3 * d (which keeps the MLP's parameter count equal to a

@@ -94,7 +94,7 @@ const FIELDS = {
     dropout: optional(unitOpen()),
     /** sequence mixer: "attention" | "rwkv"; absent = attention */
     mixer: optional(oneOf(MIXERS)),
-    /** rwkv: chunk length of the chunked training form; absent = 16 */
+    /** rwkv: chunk length of the chunked training form; absent = 8 */
     rwkv_chunk: optional(int(1, 1024)),
   },
   train: {
