@@ -247,7 +247,7 @@ test('muonPlan takes exactly the hidden matrices of the real model, q/k/v and ga
   assert.throws(() => muonPlan([{ name: 'blocks.0.wqkv', offset: 0, size: 8, shape: [2, 4], decay: true }]), /3 equal column blocks/);
 });
 
-test('muonPlan on an rwkv model: r/k/v of wrkv as separate blocks, wo; the mixes, decays, bonuses and head norms go to AdamW', () => {
+test('muonPlan on an rwkv model: r/k/v/g of wrkvg as separate blocks, wo; the mixes, decays, bonuses and head norms go to AdamW', () => {
   const model: ModelConfig = {
     vocab_size: 300, d_model: 16, n_layer: 2, n_head: 2, seq_len: 8, ffn_hidden: 40,
     tie_embeddings: false, rope_theta: 10000, norm_eps: 1e-5, init_std: 0.02, mixer: 'rwkv',
@@ -256,7 +256,7 @@ test('muonPlan on an rwkv model: r/k/v of wrkv as separate blocks, wo; the mixes
   const plan = muonPlan(tensors);
   const muon = plan.matrices.flatMap((m) => m.blocks.map((b) => `${b.tensor}@${b.col}:${b.rows}x${b.cols}`));
   assert.deepEqual(muon.filter((b) => b.startsWith('blocks.0.')), [
-    'blocks.0.wrkv@0:16x16', 'blocks.0.wrkv@16:16x16', 'blocks.0.wrkv@32:16x16', 'blocks.0.wo@0:16x16',
+    'blocks.0.wrkvg@0:16x16', 'blocks.0.wrkvg@16:16x16', 'blocks.0.wrkvg@32:16x16', 'blocks.0.wrkvg@48:16x16', 'blocks.0.wo@0:16x16',
     'blocks.0.w_gate_up@0:16x40', 'blocks.0.w_gate_up@40:16x40', 'blocks.0.w_down@0:40x16',
   ]);
   assert.deepEqual(plan.adamw.filter((t) => t.name.startsWith('blocks.0.')).map((t) => t.name), [

@@ -65,7 +65,7 @@ export const NS_EPS = 1e-7;
 /** How each hidden matrix of the model splits, by tensor name suffix: the number of column blocks. */
 const HIDDEN_MATRICES: ReadonlyArray<readonly [RegExp, number]> = [
   [/^blocks\.\d+\.wqkv$/, 3], // attention: q | k | v
-  [/^blocks\.\d+\.wrkv$/, 3], // rwkv: r | k | v (its time_mix [3, C] is a vector per projection: AdamW)
+  [/^blocks\.\d+\.wrkvg$/, 4], // rwkv: r | k | v | g (its time_mix [4, C] is a vector per projection: AdamW)
   [/^blocks\.\d+\.wo$/, 1],
   [/^blocks\.\d+\.w_gate_up$/, 2], // gate | up
   [/^blocks\.\d+\.w_down$/, 1],

@@ -8,13 +8,13 @@ import type { Mixer, MixerBuild, MixerDecodeBuild, MixerDecoder, MixerLayer, Mix
  * and its derivation are in rwkv.ts (the plain-loop float64 oracle this file is tested
  * against); this is the same op laid out for speed:
  *
- * Parameters of layer l (`blocks.l.*`): time_mix [3, C] (token-shift mixes of r | k | v),
- * wrkv [C, 3C] (the three projections side by side, like attention's wqkv), time_decay [C]
+ * Parameters of layer l (`blocks.l.*`): time_mix [4, C] (token-shift mixes of r | k | v | g),
+ * wrkvg [C, 4C] (the four projections side by side, like attention's wqkv), time_decay [C]
  * (w = exp(-exp(decay))), time_bonus [C] (u), head_norm [C], wo [C, C].
  *
  * Forward for B rows of T tokens, chunk length L, nc = ceil(T / L) chunks, Tp = nc L:
- *   1. token shift into three planes xs [3][N][C]; ONE batched product proj_i = xs_i Wrkv_i;
- *   2. rho = sigmoid(proj_0), k, v copied HEAD-MAJOR [B, H, Tp, D] (rows T..Tp zero): every
+ *   1. token shift into four planes xs [4][N][C]; ONE batched product proj_i = xs_i Wrkvg_i;
+ *   2. r (the query, rho), k, v copied HEAD-MAJOR [B, H, Tp, D] (rows T..Tp zero): every
  *      (sequence, head, chunk) is then a contiguous [L, D] block at a fixed stride, so each
  *      block product below is ONE gemmStridedBatched over all B H nc chunks;
  *   3. rdec = rho * w^t and kdec = k * w^(L-1-t) (t = position in the chunk; every factor <= 1);
@@ -24,14 +24,14 @@ import type { Mixer, MixerBuild, MixerDecodeBuild, MixerDecoder, MixerLayer, Mix
  *      decay-weighted scores A_c[t, s] = sum_i rho_t,i k_s,i w_i^(t-s-1) (s < t), A[t,t] =
  *      sum_i rho_t,i u_i k_t,i are a plain loop over a table of w^m (L^2 D / 2 per chunk): the
  *      factorised product (rho w^t)(k w^(-s-1))^T would overflow float32 for strong decays;
- *   6. per-head RMS norm, y = nrm Wo.
+ *   6. per-head RMS norm, the gate z = nrm * silu(g), y = z Wo.
  * Padding rows (zero rho, k, v) add nothing to any state or output, so T need not be a multiple
  * of L. The backward mirrors each product (its transposes), carries dL/dS backwards through
  * the same scan, and recomputes rdec, kdec, A and the token shifts rather than keeping them.
  *
- * Kept per layer: rho | k | v head-major (3 B Tp C), o (N C) and the norm's rstd (N H): about
- * what attention keeps (qkv, atty, lse). Scratch (all layers share it): token shifts and
- * projections (6 N C), nrm (N C), rdec, kdec, o / dO head-major (3 B Tp C), A and dA
+ * Kept per layer: rho | k | v head-major (3 B Tp C), the gate's g (N C), o (N C) and the norm's
+ * rstd (N H): about what attention keeps (qkv, atty, lse) plus one plane. Scratch (all layers
+ * share it): token shifts and projections (8 N C), nrm (N C), rdec, kdec, o / dO head-major (3 B Tp C), A and dA
  * (2 B H Tp L), U, the chunk states and dL/dS (3 B H nc D^2), and the three head-major
  * gradients (3 B Tp C).
  */
@@ -63,14 +63,14 @@ function dimsOf(cfg: ModelConfig, maxB: number): Dims {
 
 function keptOf(d: Dims): number {
   const { maxB, T, C, H, Tp } = d;
-  return 3 * maxB * Tp * C + maxB * T * C + maxB * T * H;
+  return 3 * maxB * Tp * C + 2 * maxB * T * C + maxB * T * H;
 }
 
 function scratchOf(d: Dims): number {
   const { maxB, T, C, H, D, L, nc, Tp } = d;
   const NC = maxB * T * C;
   const P = maxB * Tp * C;
-  return 7 * NC + 6 * P + 2 * maxB * H * Tp * L + 3 * maxB * H * nc * D * D;
+  return 9 * NC + 6 * P + 2 * maxB * H * Tp * L + 3 * maxB * H * nc * D * D;
 }
 
 /** Values the RWKV papers initialise with, per layer (ratio l / (n_layer - 1)) and channel. */
@@ -80,7 +80,7 @@ function initMix(l: number, nLayer: number, C: number): (i: number) => number {
   return (i) => {
     const which = Math.floor(i / C);
     const x = (i % C) / C;
-    if (which === 0) return x ** (0.5 * ratio10); // r
+    if (which === 0 || which === 3) return x ** (0.5 * ratio10); // r, g
     if (which === 1) return x ** ratio10; // k
     return Math.min(1, x ** ratio10 + 0.3 * ratio01); // v
   };
@@ -112,8 +112,8 @@ export const rwkvMixer: Mixer = {
     const C = cfg.d_model;
     const D = C / cfg.n_head;
     return [
-      { name: 'time_mix', shape: [3, C], decay: false, init: { values: initMix(l, cfg.n_layer, C) } },
-      { name: 'wrkv', shape: [C, 3 * C], decay: true, init: 'normal' },
+      { name: 'time_mix', shape: [4, C], decay: false, init: { values: initMix(l, cfg.n_layer, C) } },
+      { name: 'wrkvg', shape: [C, 4 * C], decay: true, init: 'normal' },
       { name: 'time_decay', shape: [C], decay: false, init: { values: initDecay(l, cfg.n_layer, D) } },
       { name: 'time_bonus', shape: [C], decay: false, init: { values: initBonus(l, cfg.n_layer, D) } },
       { name: 'head_norm', shape: [C], decay: false, init: 'ones' },
@@ -138,7 +138,7 @@ export const rwkvMixer: Mixer = {
     const D = C / cfg.n_head;
     const perLayer: number[] = [];
     for (let l = 0; l < cfg.n_layer; l++) perLayer.push(rows * C, rows * cfg.n_head * D * D); // xprev, states
-    return [...perLayer, 3 * rows * C, 3 * rows * C, rows * C]; // xs, proj, o
+    return [...perLayer, 4 * rows * C, 4 * rows * C, rows * C]; // xs, proj, o
   },
 
   build(b) {
@@ -161,8 +161,8 @@ export const rwkvMixer: Mixer = {
 };
 
 interface Scratch {
-  xs: FloatArray; // [3][N][C]
-  proj: FloatArray; // [3][N][C]
+  xs: FloatArray; // [4][N][C]
+  proj: FloatArray; // [4][N][C]
   nrm: FloatArray; // [N][C]
   rdec: FloatArray; // head-major [B, H, Tp, D]
   kdec: FloatArray;
@@ -188,7 +188,7 @@ function scratchViews(d: Dims, buf: FloatArray): Scratch {
     return v;
   };
   return {
-    xs: take(3 * NC), proj: take(3 * NC), nrm: take(NC), rdec: take(P), kdec: take(P), oh: take(P),
+    xs: take(4 * NC), proj: take(4 * NC), nrm: take(NC), rdec: take(P), kdec: take(P), oh: take(P),
     A: take(maxB * H * Tp * L), dA: take(maxB * H * Tp * L), U: take(maxB * H * nc * D * D),
     states: take(maxB * H * nc * D * D), G: take(maxB * H * nc * D * D),
     drho: take(P), dk: take(P), dv: take(P),
@@ -197,6 +197,10 @@ function scratchViews(d: Dims, buf: FloatArray): Scratch {
 
 function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
+}
+
+function silu(z: number): number {
+  return z * sigmoid(z);
 }
 
 class RwkvLayer implements MixerLayer {
@@ -214,6 +218,8 @@ class RwkvLayer implements MixerLayer {
   private readonly rho: FloatArray;
   private readonly k: FloatArray;
   private readonly v: FloatArray;
+  /** The gate's pre-activation g [N, C]. */
+  private readonly gate: FloatArray;
   private readonly o: FloatArray;
   private readonly rstd: FloatArray;
   /** pow[m C + c] = w_c^m for m = 0..L (float64, recomputed from the decay at each call). */
@@ -233,6 +239,7 @@ class RwkvLayer implements MixerLayer {
     this.rho = b.arena.floats(P);
     this.k = b.arena.floats(P);
     this.v = b.arena.floats(P);
+    this.gate = b.arena.floats(maxB * T * C);
     this.o = b.arena.floats(maxB * T * C);
     this.rstd = b.arena.floats(maxB * T * H);
     this.pow = new Float64Array((L + 1) * C);
@@ -247,14 +254,14 @@ class RwkvLayer implements MixerLayer {
     for (let m = 0; m <= L; m++) for (let c = 0; c < C; c++) this.pow[m * C + c] = Math.exp(m * this.logw[c]!);
   }
 
-  /** xs_i = mix_i * x_t + (1 - mix_i) * x_(t-1) for the three planes (x_(-1) = 0). */
+  /** xs_i = mix_i * x_t + (1 - mix_i) * x_(t-1) for the four planes (x_(-1) = 0). */
   private tokenShift(B: number): void {
     const { T, C } = this.d;
     const NC = B * T * C;
     const x = this.x;
     const xs = this.s.xs;
     const mix = this.w.time_mix!;
-    for (let p = 0; p < 3; p++) {
+    for (let p = 0; p < 4; p++) {
       const off = p * NC;
       const mo = p * C;
       for (let b = 0; b < B; b++) {
@@ -270,8 +277,8 @@ class RwkvLayer implements MixerLayer {
     }
   }
 
-  /** Token-major [N, C] -> head-major [B, H, Tp, D] (rows T..Tp written as 0), sigmoid optional. */
-  private toHeads(dst: FloatArray, src: FloatArray, srcOff: number, B: number, sig: boolean): void {
+  /** Token-major [N, C] -> head-major [B, H, Tp, D] (rows T..Tp written as 0). */
+  private toHeads(dst: FloatArray, src: FloatArray, srcOff: number, B: number): void {
     const { T, C, H, D, Tp } = this.d;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
@@ -279,16 +286,15 @@ class RwkvLayer implements MixerLayer {
         for (let t = 0; t < T; t++) {
           const so = srcOff + (b * T + t) * C + h * D;
           const dO = hb + t * D;
-          if (sig) for (let i = 0; i < D; i++) dst[dO + i] = sigmoid(src[so + i]!);
-          else for (let i = 0; i < D; i++) dst[dO + i] = src[so + i]!;
+          for (let i = 0; i < D; i++) dst[dO + i] = src[so + i]!;
         }
         dst.fill(0, hb + T * D, hb + Tp * D);
       }
     }
   }
 
-  /** Head-major -> token-major (padding rows dropped); with `gate`, times gate (1 - gate) (the sigmoid's derivative). */
-  private fromHeads(dst: FloatArray, dstOff: number, src: FloatArray, B: number, gate: FloatArray | null): void {
+  /** Head-major -> token-major (padding rows dropped). */
+  private fromHeads(dst: FloatArray, dstOff: number, src: FloatArray, B: number): void {
     const { T, C, H, D, Tp } = this.d;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
@@ -296,14 +302,7 @@ class RwkvLayer implements MixerLayer {
         for (let t = 0; t < T; t++) {
           const to = dstOff + (b * T + t) * C + h * D;
           const so = hb + t * D;
-          if (gate) {
-            for (let i = 0; i < D; i++) {
-              const r = gate[so + i]!;
-              dst[to + i] = src[so + i]! * r * (1 - r);
-            }
-          } else {
-            for (let i = 0; i < D; i++) dst[to + i] = src[so + i]!;
-          }
+          for (let i = 0; i < D; i++) dst[to + i] = src[so + i]!;
         }
       }
     }
@@ -372,10 +371,11 @@ class RwkvLayer implements MixerLayer {
     const nq = B * H * nc;
     this.powers();
     this.tokenShift(B);
-    kn.gemmStridedBatched(false, false, N, C, C, 1, s.xs, C, NC, this.w.wrkv!, 3 * C, C, 0, s.proj, C, NC, 3);
-    this.toHeads(this.rho, s.proj, 0, B, true);
-    this.toHeads(this.k, s.proj, NC, B, false);
-    this.toHeads(this.v, s.proj, 2 * NC, B, false);
+    kn.gemmStridedBatched(false, false, N, C, C, 1, s.xs, C, NC, this.w.wrkvg!, 4 * C, C, 0, s.proj, C, NC, 4);
+    this.toHeads(this.rho, s.proj, 0, B);
+    this.toHeads(this.k, s.proj, NC, B);
+    this.toHeads(this.v, s.proj, 2 * NC, B);
+    this.gate.set(s.proj.subarray(3 * NC, 4 * NC));
     this.decayed(B);
     this.chunkStates(kn, B);
     const st = s.states;
@@ -383,9 +383,12 @@ class RwkvLayer implements MixerLayer {
     kn.gemmStridedBatched(false, false, L, D, D, 1, s.rdec, D, LD, st, D, DD, 0, s.oh, D, LD, nq);
     this.scores(B);
     kn.gemmStridedBatched(false, false, L, D, L, 1, s.A, L, L * L, this.v, D, LD, 1, s.oh, D, LD, nq);
-    this.fromHeads(this.o, 0, s.oh, B, null);
+    this.fromHeads(this.o, 0, s.oh, B);
     this.headNorm(N);
-    linearForward(kn, this.y, s.nrm, this.w.wo!, N, C, C);
+    const z = s.nrm;
+    const gt = this.gate;
+    for (let i = 0; i < NC; i++) z[i] = z[i]! * silu(gt[i]!);
+    linearForward(kn, this.y, z, this.w.wo!, N, C, C);
   }
 
   /**
@@ -448,15 +451,32 @@ class RwkvLayer implements MixerLayer {
     const gNorm = this.w.head_norm!;
     this.powers();
     const dlogw = this.dlogw.fill(0);
-    // nrm again (from o and rstd), then the out-projection's backward writes dnrm over it
+    // z = nrm * silu(g) again (nrm from o and rstd); the out-projection's backward writes dz over it
+    const gt = this.gate;
     for (let r = 0; r < N; r++) {
       for (let h = 0; h < H; h++) {
         const base = r * C + h * D;
         const rs = rstd[r * H + h]!;
-        for (let i = 0; i < D; i++) s.nrm[base + i] = o[base + i]! * rs * gNorm[h * D + i]!;
+        for (let i = 0; i < D; i++) s.nrm[base + i] = o[base + i]! * rs * gNorm[h * D + i]! * silu(gt[base + i]!);
       }
     }
     linearBackward(kn, s.nrm, this.g.wo!, this.dy, s.nrm, this.w.wo!, N, C, C, alpha);
+    // through the gate: dnrm = dz * silu(g) (over dz), dg = dz * nrm * silu'(g) (the fourth
+    // projection's gradient, in its plane of s.proj)
+    const dgate = s.proj.subarray(3 * NC, 4 * NC);
+    for (let r = 0; r < N; r++) {
+      for (let h = 0; h < H; h++) {
+        const base = r * C + h * D;
+        const rs = rstd[r * H + h]!;
+        for (let i = 0; i < D; i++) {
+          const z = gt[base + i]!;
+          const sg = sigmoid(z);
+          const dz = s.nrm[base + i]!;
+          s.nrm[base + i] = dz * z * sg;
+          dgate[i + base] = dz * o[base + i]! * rs * gNorm[h * D + i]! * sg * (1 + z * (1 - sg));
+        }
+      }
+    }
     // head norm backward: dO (token-major, in the first xs plane: the token shifts are recomputed later)
     const dO = s.xs;
     const dg = this.g.head_norm!;
@@ -474,7 +494,7 @@ class RwkvLayer implements MixerLayer {
         for (let i = 0; i < D; i++) dO[base + i] = rs * s.nrm[base + i]! * gNorm[h * D + i]! - cc * o[base + i]!;
       }
     }
-    this.toHeads(s.oh, dO, 0, B, false); // s.oh now holds dO head-major
+    this.toHeads(s.oh, dO, 0, B); // s.oh now holds dO head-major
     this.decayed(B);
     this.chunkStates(kn, B);
     this.scores(B);
@@ -516,21 +536,21 @@ class RwkvLayer implements MixerLayer {
     kn.gemmStridedBatched(false, true, L, D, D, 1, dOh, D, LD, st, D, DD, 0, s.drho, D, LD, nq);
     this.decayBackward(B);
     this.scoresBackward(B);
-    // back to token-major projections' gradients (through the sigmoid for r)
-    this.fromHeads(s.proj, 0, s.drho, B, this.rho);
-    this.fromHeads(s.proj, NC, s.dk, B, null);
-    this.fromHeads(s.proj, 2 * NC, s.dv, B, null);
+    // back to token-major projections' gradients
+    this.fromHeads(s.proj, 0, s.drho, B);
+    this.fromHeads(s.proj, NC, s.dk, B);
+    this.fromHeads(s.proj, 2 * NC, s.dv, B);
     this.tokenShift(B);
-    kn.gemmStridedBatched(true, false, C, C, N, 1, s.xs, C, NC, s.proj, C, NC, 1, this.g.wrkv!, 3 * C, C, 3);
+    kn.gemmStridedBatched(true, false, C, C, N, 1, s.xs, C, NC, s.proj, C, NC, 1, this.g.wrkvg!, 4 * C, C, 4);
     const dx = this.dx;
     dx.fill(0, 0, NC);
     const dxs = s.xs; // the token shifts are not needed after the weight gradients
     const x = this.x;
     const mix = this.w.time_mix!;
     const dmix = this.g.time_mix!;
-    const wrkv = this.w.wrkv!;
-    for (let p = 0; p < 3; p++) {
-      kn.gemm(false, true, N, C, C, 1, s.proj.subarray(p * NC), C, wrkv.subarray(p * C), 3 * C, 0, dxs, C);
+    const wrkvg = this.w.wrkvg!;
+    for (let p = 0; p < 4; p++) {
+      kn.gemm(false, true, N, C, C, 1, s.proj.subarray(p * NC), C, wrkvg.subarray(p * C), 4 * C, 0, dxs, C);
       const mo = p * C;
       for (let b = 0; b < B; b++) {
         for (let t = 0; t < T; t++) {
@@ -660,8 +680,8 @@ class RwkvDecoder implements MixerDecoder {
       this.xprev.push(arena.floats(rows * C));
       this.S.push(arena.floats(rows * this.H * this.D * this.D));
     }
-    this.xs = arena.floats(3 * rows * C);
-    this.proj = arena.floats(3 * rows * C);
+    this.xs = arena.floats(4 * rows * C);
+    this.proj = arena.floats(4 * rows * C);
     this.o = arena.floats(rows * C);
     this.w = new Float64Array(C);
   }
@@ -691,7 +711,7 @@ class RwkvDecoder implements MixerDecoder {
     const S = this.S[l]!;
     const { xs, proj, o, w } = this;
     const RC = R * C;
-    for (let p = 0; p < 3; p++) {
+    for (let p = 0; p < 4; p++) {
       for (let r = 0; r < R; r++) {
         for (let c = 0; c < C; c++) {
           const mu = mix[p * C + c]!;
@@ -699,7 +719,7 @@ class RwkvDecoder implements MixerDecoder {
         }
       }
     }
-    kn.gemmStridedBatched(false, false, R, C, C, 1, xs, C, RC, lw.wrkv!, 3 * C, C, 0, proj, C, RC, 3);
+    kn.gemmStridedBatched(false, false, R, C, C, 1, xs, C, RC, lw.wrkvg!, 4 * C, C, 0, proj, C, RC, 4);
     for (let c = 0; c < C; c++) w[c] = Math.exp(-Math.exp(decay[c]!));
     const DD = D * D;
     for (let r = 0; r < R; r++) {
@@ -707,7 +727,6 @@ class RwkvDecoder implements MixerDecoder {
         o.fill(0, r * C, (r + 1) * C);
         continue;
       }
-      for (let c = r * C; c < (r + 1) * C; c++) proj[c] = sigmoid(proj[c]!); // rho, in place
       for (let h = 0; h < H; h++) {
         const hc = h * D;
         const row = r * C + hc;
@@ -726,13 +745,13 @@ class RwkvDecoder implements MixerDecoder {
         }
       }
       for (let c = 0; c < C; c++) xp[r * C + c] = x[r * C + c]!;
-      // per-head RMS norm, in place
+      // per-head RMS norm and the gate, in place
       for (let h = 0; h < H; h++) {
         const base = r * C + h * D;
         let ss = 0;
         for (let i = 0; i < D; i++) ss += o[base + i]! * o[base + i]!;
         const rs = 1 / Math.sqrt(ss / D + this.eps);
-        for (let i = 0; i < D; i++) o[base + i] = o[base + i]! * rs * g[h * D + i]!;
+        for (let i = 0; i < D; i++) o[base + i] = o[base + i]! * rs * g[h * D + i]! * silu(proj[3 * RC + base + i]!);
       }
     }
     linearForward(kn, y, o, lw.wo!, R, C, C);

@@ -16,8 +16,8 @@ import {
 
 /** Float64Array or Float32Array (the storage precision under test). */
 type Ctor = { new (n: number): FloatArray; from(src: ArrayLike<number>): FloatArray };
-const WEIGHT_NAMES = ['mixR', 'mixK', 'mixV', 'wr', 'wk', 'wv', 'decay', 'bonus', 'normW', 'wo'] as const;
-const MATRICES = new Set<string>(['wr', 'wk', 'wv', 'wo']);
+const WEIGHT_NAMES = ['mixR', 'mixK', 'mixV', 'mixG', 'wr', 'wk', 'wv', 'wg', 'decay', 'bonus', 'normW', 'wo'] as const;
+const MATRICES = new Set<string>(['wr', 'wk', 'wv', 'wg', 'wo']);
 
 /**
  * Weights far from any special point so every term matters: mixes in (0.1, 0.9) (neither x_t
@@ -33,8 +33,8 @@ function makeWeights(C: number, rng: Rng, A: Ctor): RwkvWeights {
   const mat = (): FloatArray => fillNormal(new A(C * C), rng, 0.5);
   const normal = (std: number): number => fillNormal(new Float64Array(1), rng, std)[0]!;
   return {
-    mixR: vec(() => 0.1 + 0.8 * rng()), mixK: vec(() => 0.1 + 0.8 * rng()), mixV: vec(() => 0.1 + 0.8 * rng()),
-    wr: mat(), wk: mat(), wv: mat(),
+    mixR: vec(() => 0.1 + 0.8 * rng()), mixK: vec(() => 0.1 + 0.8 * rng()), mixV: vec(() => 0.1 + 0.8 * rng()), mixG: vec(() => 0.1 + 0.8 * rng()),
+    wr: mat(), wk: mat(), wv: mat(), wg: mat(),
     decay: vec(() => normal(0.8) - 0.5),
     bonus: vec(() => normal(0.7)),
     normW: vec(() => 1 + normal(0.3)),
@@ -57,7 +57,7 @@ function zeroWeights(C: number, A: Ctor): RwkvWeights {
 function makeActs(d: RwkvDims, form: WkvForm, x: FloatArray, A: Ctor): RwkvActivations {
   const NC = d.B * d.T * d.C;
   return {
-    x, rho: new A(NC), k: new A(NC), v: new A(NC), o: new A(NC), rstd: new A(d.B * d.T * d.H),
+    x, rho: new A(NC), g: new A(NC), k: new A(NC), v: new A(NC), o: new A(NC), rstd: new A(d.B * d.T * d.H),
     nrm: new A(NC), y: new A(NC), states: new A(stateFloats(d, form)),
   };
 }
