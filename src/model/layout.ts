@@ -16,7 +16,7 @@ export type { InitKind } from './mixers/mixer.js';
  *   - the sequence mixer's tensors (src/model/mixers/), for attention:
  *     `blocks.i.wqkv`      [C, 3C]  output columns: q (C) | k (C) | v (C); head h is columns h*D..h*D+D of each.
  *     `blocks.i.wo`        [C, C]   attention output projection (residual branch, init scaled).
- *     and for rwkv (rwkv-mixer.ts): time_mix [3, C], wrkv [C, 3C] (r | k | v), time_decay [C],
+ *     and for rwkv (rwkv-mixer.ts): time_mix [4, C], wrkvg [C, 4C] (r | k | v | g), time_decay [C],
  *     time_bonus [C], head_norm [C], wo [C, C].
  *   - `blocks.i.w_gate_up` [C, 2F]  fused SwiGLU projection, output columns: gate (F) | up (F).
  *   - `blocks.i.w_down`    [F, C]   MLP down projection (residual branch, init scaled).

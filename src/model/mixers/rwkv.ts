@@ -3,9 +3,8 @@ import type { FloatArray } from '../../kernels/types.js';
 /**
  * RWKV-style time mixing (issue #14): a linear-recurrence sequence mixer with a per-head
  * matrix state, as an op pair (forward + hand-written backward) in plain TypeScript over
- * Float32Array/Float64Array. No Kernels, no wasm yet: this file is the oracle the fast
- * versions will be tested against, and it is not wired into the model yet (see the seam note
- * at the end of this comment).
+ * Float32Array/Float64Array. No Kernels: this file is the ORACLE the fast form the model runs
+ * (rwkv-mixer.ts, the `Mixer` behind model.mixer = "rwkv") is tested against.
  *
  * The op, for one sequence of T rows x_t [C] (the block's normed input), H heads of D = C / H:
  *   token shift  xr_t = mu_r * x_t + (1 - mu_r) * x_(t-1)    (x_(-1) = 0; same for k, v with mu_k, mu_v)
@@ -56,28 +55,9 @@ import type { FloatArray } from '../../kernels/types.js';
  * Decoding (`rwkvDecodeStep`): a row's whole context is its previous input x_(t-1) [C] (token
  * shift) and the H states [D, D]: constant memory and time per token, no cache that grows.
  *
- * ---- The mixer seam (design note for wiring this into the model; nothing of it exists yet) ----
- * A mixer is one module under src/model/mixers/ (this file for rwkv; attention.ts would move
- * there) exporting one `Mixer` object:
- *   params(cfg, layer): PlannedTensor specs (name suffix, shape, decay flag, init kind) that
- *     layout.ts appends between attn_norm and mlp_norm (attention: wqkv, wo; rwkv: mix_r/k/v,
- *     wr, wk, wv, decay, bonus, norm, wo) and weightViews() turns into a per-layer record;
- *   activationFloats(cfg, maxB) + planActivations(cfg, arena, maxB, shared scratch) -> its plan
- *     (attention: qkv, lse, atty; rwkv: r, k, v, o, rstd, chunk states), so activations.ts sums
- *     mixer floats instead of hard-coding 3NC + BHT;
- *   forward(kernels, plan, B) / backward(kernels, plan, B, alpha): x = ln1 in, y out, dx written,
- *     weight gradients accumulated (what attentionForward/Backward do in gpt.ts today);
- *   decoder(model, kernels, arena, rows, maxTokens) -> { step(l, ln, y, active), reset(r) }: the
- *     per-row state (attention: KV cache of capacity seq_len; rwkv: xprev + H D^2, unbounded
- *     length, so Generator need not slide) used by BatchDecoder.attend;
- *   flopsPerToken(cfg): the sequence-mixing term beyond 6 * params (attention: 6 n_layer T C;
- *     rwkv, chunk length L: forward per token and layer C D (inter-chunk query x state) + C L / 2
- *     (scores, causal half) + C L / 2 (A V) + C D (state carry) multiply-adds, backward twice
- *     that: 6 n_layer C (L + 2 D) FLOPs per token, independent of T).
- * The RoPE tables stay attention's (rwkv has no positions: order comes from decay and token
- * shift), so they move into the attention plan.
- * config.ts gains model.mixer = "attention" | "rwkv" (default attention; checkpoints without it
- * load as attention), and gpt.ts/generate.ts call the mixer through that object only.
+ * The wired-in version (rwkv-mixer.ts) computes the same op with its products in Kernels'
+ * batched gemm over head-major [L, D] chunk blocks, its decay powers per layer, and the chunk
+ * states recomputed in backward; the seam it plugs into is mixer.ts.
  */
 
 export interface RwkvDims {
