@@ -59,6 +59,40 @@ export function rmsnormForward(out: usize, rstd: usize, inp: usize, w: usize, N:
   }
 }
 
+/**
+ * sum = a + b, then RMSNorm of sum, row by row: the row's sum is still in L1 when the norm
+ * reads it back, so the pair costs one pass over memory instead of two. The squares are
+ * accumulated exactly as rmsnormForward does (same order), so the results are the same bits
+ * as add followed by rmsnormForward. sum may alias a or b.
+ */
+export function addRmsnormForward(sum: usize, out: usize, rstd: usize, a: usize, b: usize, w: usize, N: i32, C: i32, eps: f32): void {
+  for (let r = 0; r < N; r++) {
+    const off = <usize>r * <usize>C << 2;
+    const s = sum + off, o = out + off, pa = a + off, pb = b + off;
+    let acc = f32x4.splat(0);
+    let j = 0;
+    for (; j + 4 <= C; j += 4) {
+      const v = f32x4.add(v128.load(at(pa, j)), v128.load(at(pb, j)));
+      v128.store(at(s, j), v);
+      acc = madd(v, v, acc);
+    }
+    let ss = hsum(acc);
+    for (; j < C; j++) {
+      const v = load<f32>(at(pa, j)) + load<f32>(at(pb, j));
+      store<f32>(at(s, j), v);
+      ss += v * v;
+    }
+    const rs: f32 = <f32>1.0 / Mathf.sqrt(ss / <f32>C + eps);
+    store<f32>(at(rstd, r), rs);
+    const vr = f32x4.splat(rs);
+    j = 0;
+    for (; j + 4 <= C; j += 4) {
+      v128.store(at(o, j), f32x4.mul(f32x4.mul(v128.load(at(s, j)), vr), v128.load(at(w, j))));
+    }
+    for (; j < C; j++) store<f32>(at(o, j), load<f32>(at(s, j)) * rs * load<f32>(at(w, j)));
+  }
+}
+
 /** Accumulates dinp and dweight (dweight may be a per-thread partial buffer). */
 export function rmsnormBackward(dinp: usize, dweight: usize, dout: usize, inp: usize, w: usize, rstd: usize, N: i32, C: i32): void {
   for (let r = 0; r < N; r++) {
