@@ -1,5 +1,5 @@
 import type { WasmArena } from '../arena.js';
-import { PROGRAM_KERNELS, runOneByOne, type FloatArray, type KernelCall, type KernelProgram, type Kernels } from '../types.js';
+import { PROGRAM_KERNELS, type FloatArray, type KernelCall, type KernelProgram, type Kernels } from '../types.js';
 import { compileKernels, instantiateKernels, type WasmBuild, type WasmExports, type WasmFn } from './loader.js';
 import { CTRL_BYTES, MAX_ARGS, PROGRAM_OP, type PoolOp } from './ops.js';
 import { ARGS_AT, MAX_CHUNKS, MAX_STEPS, PROGRAM_BYTES, runProgram, STEP_CHUNKS, STEP_CLAIM, STEP_DONE, STEP_ERR, STEP_FIRST, STEP_INTS, STEP_OP, STEP_SCRATCH_ARG } from './program.js';
@@ -29,8 +29,9 @@ interface ProgramStep {
   scratchArg: number;
 }
 
-/** Position of the scratch pointer among the wasm gemm's arguments. */
+/** Position of the scratch pointer among the wasm gemm's arguments (and gemmSwiglu's). */
 const GEMM_SCRATCH_ARG = 13;
+const GEMM_SWIGLU_SCRATCH_ARG = 12;
 
 interface SplitWork {
   op: PoolOp;
@@ -278,17 +279,17 @@ class WasmKernelSet implements WasmKernels {
    * See Kernels.run. Each step is cut into chunks the way its kernel is cut on its own (the same
    * argsFor; a step is shared from a size PROGRAM_PAR_DIVISOR times smaller, as the team is
    * already awake), written to the program block, and the workers are woken once per program.
-   * One thread: the calls one by one.
+   * One thread runs the same program alone (the fused gate|up + SwiGLU step helps it too).
    */
   run(program: KernelProgram): void {
-    if (!this.pool) {
-      runOneByOne(this, program);
-      return;
-    }
     // every step is checked before the first one runs
     const steps: ProgramStep[] = [];
-    for (const call of program) {
-      const st = this.programStep(call);
+    for (let i = 0; i < program.length; i++) {
+      const call = program[i]!;
+      const next = program[i + 1];
+      const fused = next ? this.gemmSwigluStep(call, next) : null;
+      if (fused) i++;
+      const st = fused ?? this.programStep(call);
       if (st.chunks.length > 0) steps.push(st);
     }
     let part: ProgramStep[] = [];
@@ -362,6 +363,42 @@ class WasmKernelSet implements WasmKernels {
     return out;
   }
 
+  /**
+   * The gate|up product followed by the SwiGLU of its output (the MLP forward's first two
+   * steps), as one step of gemmSwiglu chunks: each chunk applies the SwiGLU to its block of h
+   * right after computing it, while it is in cache, instead of a second pass over all of h.
+   * Null when the pair is not exactly that: gemm nn, alpha 1, beta 0, C = h [M, 2F] with
+   * ldc = 2F, then swigluForward(s, h, M, F) on the same h.
+   */
+  private gemmSwigluStep(a: KernelCall, b: KernelCall): ProgramStep | null {
+    if (a[0] !== 'gemm' || b[0] !== 'swigluForward') return null;
+    const [, tA, tB, M, N2, K, alpha, A, lda, B, ldb, beta, C, ldc] = a;
+    const [, s, h, rows, F] = b;
+    if (tA || tB || alpha !== 1 || beta !== 0 || rows !== M || N2 !== 2 * F || ldc !== 2 * F || F < 1 || M < 1) return null;
+    if (!(C instanceof Float32Array) || !(h instanceof Float32Array) || C.buffer !== h.buffer || C.byteOffset !== h.byteOffset) return null;
+    // the same checks as the two calls would make on their own
+    checkLd(lda, K, 'lda'); checkLd(ldb, N2, 'ldb');
+    checkLen(A, need(M, K, lda), 'gemm A'); checkLen(B, need(K, N2, ldb), 'gemm B'); checkLen(C, need(M, N2, ldc), 'gemm C');
+    checkLen(s, M * F, 'swiglu out');
+    const pa = fptr(A, 'A'), pb = fptr(B, 'B'), ph = fptr(C, 'C'), ps = fptr(s, 'out');
+    const chunk = (r0: number, nr: number, j0: number, w: number): number[] => [K, pa, lda, pb, ldb, ph, ps, F, r0, nr, j0, w, 0];
+    const out: number[][] = [];
+    const byRows = M >= N2;
+    const total = byRows ? M : F;
+    const align = byRows ? 6 : 8;
+    if (M * N2 * Math.max(K, 1) * PROGRAM_PAR_DIVISOR < GEMM_PAR_MACS || total < 2 * align) {
+      out.push(chunk(0, M, 0, F));
+    } else {
+      // columns: a chunk of w hidden columns is 2w columns of h (w of gate, w of up)
+      const step = gemmChunk(total, this.threads, align, byRows ? 48 : 32, byRows);
+      for (let lo = 0; lo < total; lo += step) {
+        const n = Math.min(step, total - lo);
+        out.push(byRows ? chunk(lo, n, 0, F) : chunk(0, M, lo, n));
+      }
+    }
+    return { op: WorkerPool.opIndex('gemmSwiglu'), chunks: out, scratchArg: GEMM_SWIGLU_SCRATCH_ARG };
+  }
+
   /** Writes the steps to the program block and runs them with the team, woken once. */
   private runSteps(steps: readonly ProgramStep[]): void {
     const { i32, f64, at } = this.prog;
@@ -385,14 +422,14 @@ class WasmKernelSet implements WasmKernels {
       width = Math.max(width, st.chunks.length);
     }
     // wake only the workers the widest step can use (none: this thread alone, no hand-off)
-    const helpers = Math.min(this.threads - 1, width - 1);
-    const pool = this.pool!;
-    for (let w = 0; w < helpers; w++) pool.start(w, PROGRAM_OP, [at, steps.length, this.scratch[w + 1]!]);
+    const pool = this.pool;
+    const helpers = pool ? Math.min(this.threads - 1, width - 1) : 0;
+    for (let w = 0; w < helpers; w++) pool!.start(w, PROGRAM_OP, [at, steps.length, this.scratch[w + 1]!]);
     try {
       runProgram(i32, f64, this.fns, steps.length, this.scratch[0]!);
     } finally {
       // every chunk is done by now; a worker that never started took none
-      for (let w = 0; w < helpers; w++) if (!pool.tryCancel(w)) pool.wait(w);
+      for (let w = 0; w < helpers; w++) if (!pool!.tryCancel(w)) pool!.wait(w);
     }
     for (let s = 0; s < steps.length; s++) {
       if (i32[s * STEP_INTS + STEP_ERR] === 1) {

@@ -7,7 +7,7 @@ export const POOL_OPS = [
   'rope', 'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward',
   'add', 'axpy', 'scale', 'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward',
   'adamwUpdate', 'lionUpdate', 'scheduleFreeAdamwUpdate', 'zero', 'gemmShared', 'gemmBatchedShared', 'dropout',
-  'attentionCausalForward', 'attentionCausalBackward', 'addRmsnormForward',
+  'attentionCausalForward', 'attentionCausalBackward', 'addRmsnormForward', 'gemmSwiglu',
 ] as const;
 export type PoolOp = (typeof POOL_OPS)[number];
 
