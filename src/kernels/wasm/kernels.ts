@@ -1,10 +1,9 @@
 import type { WasmArena } from '../arena.js';
 import { PROGRAM_KERNELS, type FloatArray, type KernelCall, type KernelProgram, type Kernels } from '../types.js';
 import { compileKernels, instantiateKernels, type WasmBuild, type WasmExports, type WasmFn } from './loader.js';
-import { CTRL_BYTES, MAX_ARGS, PROGRAM_OP, type PoolOp } from './ops.js';
+import { CTRL_BYTES, MAX_ARGS, POOL_OPS, PROGRAM_OP, type PoolOp } from './ops.js';
 import { ARGS_AT, MAX_CHUNKS, MAX_STEPS, PROGRAM_BYTES, runProgram, STEP_CHUNKS, STEP_CLAIM, STEP_DONE, STEP_ERR, STEP_FIRST, STEP_INTS, STEP_OP, STEP_SCRATCH_ARG } from './program.js';
 import { WorkerPool } from './pool.js';
-import { POOL_OPS } from './ops.js';
 import { DROPOUT_WEYL } from '../js/dropout.js';
 
 /** Work (multiply-adds for gemm, elements otherwise) below which one thread is faster than a dispatch. */
@@ -17,22 +16,23 @@ const LIGHT_PAR_ELEMS = 1 << 17; // a few flops per element: add, axpy, norms, o
  */
 const PROGRAM_PAR_DIVISOR = 8;
 
+/** A program step as written to the program block: op index, each chunk's arguments. */
+interface ProgramStep {
+  op: number;
+  chunks: number[][];
+  /** The argument each thread replaces by its own scratch, or -1. */
+  scratchArg: number;
+}
+
+/** Position of the scratch pointer among the wasm gemm's arguments, and among gemmSwiglu's. */
+const GEMM_SCRATCH_ARG = 13;
+const GEMM_SWIGLU_SCRATCH_ARG = 12;
+
 /**
  * A row- or range-split kernel call: `op` over [0, n) in chunks aligned to `align`, shared when
  * its work (`elems`, weighted as `heavy` or not) pays for it; argsFor(lo, hi, t) gives a chunk's
  * wasm arguments on thread t. The per-kernel path and programs cut the same way.
  */
-/** A program step as written to the program block: op index, each chunk's arguments. */
-interface ProgramStep {
-  op: number;
-  chunks: number[][];
-  scratchArg: number;
-}
-
-/** Position of the scratch pointer among the wasm gemm's arguments (and gemmSwiglu's). */
-const GEMM_SCRATCH_ARG = 13;
-const GEMM_SWIGLU_SCRATCH_ARG = 12;
-
 interface SplitWork {
   op: PoolOp;
   n: number;
@@ -107,7 +107,7 @@ export async function createWasmKernelsImpl(arena: WasmArena, opts: WasmKernelOp
   const ctrl = arena.floats((threads * CTRL_BYTES) / 4).byteOffset;
   // the chunk counter of shared gemms (its own cache line)
   const counter = arena.ints(16);
-  // the team's program block (program.ts); 8-byte aligned as the arena's float views are 16
+  // the team's program block (program.ts; arena views are 64-byte aligned, as its float64s need)
   const program = arena.floats(PROGRAM_BYTES / 4);
   const pool = threads > 1
     ? await WorkerPool.start({ size: threads - 1, module, memory: arena.memory, arenaBase: arena.base, ctrl })
@@ -295,6 +295,8 @@ class WasmKernelSet implements WasmKernels {
     let part: ProgramStep[] = [];
     let chunks = 0;
     for (const st of steps) {
+      // a step never has more chunks than a few per thread, far below MAX_CHUNKS
+      if (st.chunks.length > MAX_CHUNKS) throw new Error(`wasm kernels: a program step of ${st.chunks.length} chunks (at most ${MAX_CHUNKS})`);
       if (part.length === MAX_STEPS || chunks + st.chunks.length > MAX_CHUNKS) {
         this.runSteps(part);
         part = [];
