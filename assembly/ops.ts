@@ -2,6 +2,7 @@
 // memory; counts are elements. Row-split kernels take the pointers of their first row, so
 // the JavaScript side can hand disjoint row ranges to different threads.
 import { madd, hsum, hmax, vexp, sexp, vsigmoid, vone, vzero } from './simd';
+import { gemm } from './gemm';
 
 // @ts-ignore: decorator
 @inline function at(p: usize, i: i32): usize {
@@ -56,6 +57,40 @@ export function rmsnormForward(out: usize, rstd: usize, inp: usize, w: usize, N:
       v128.store(at(o, j), f32x4.mul(f32x4.mul(v128.load(at(x, j)), vr), v128.load(at(w, j))));
     }
     for (; j < C; j++) store<f32>(at(o, j), load<f32>(at(x, j)) * rs * load<f32>(at(w, j)));
+  }
+}
+
+/**
+ * sum = a + b, then RMSNorm of sum, row by row: the row's sum is still in L1 when the norm
+ * reads it back, so the pair costs one pass over memory instead of two. The squares are
+ * accumulated exactly as rmsnormForward does (same order), so the results are the same bits
+ * as add followed by rmsnormForward. sum may alias a or b.
+ */
+export function addRmsnormForward(sum: usize, out: usize, rstd: usize, a: usize, b: usize, w: usize, N: i32, C: i32, eps: f32): void {
+  for (let r = 0; r < N; r++) {
+    const off = <usize>r * <usize>C << 2;
+    const s = sum + off, o = out + off, pa = a + off, pb = b + off;
+    let acc = f32x4.splat(0);
+    let j = 0;
+    for (; j + 4 <= C; j += 4) {
+      const v = f32x4.add(v128.load(at(pa, j)), v128.load(at(pb, j)));
+      v128.store(at(s, j), v);
+      acc = madd(v, v, acc);
+    }
+    let ss = hsum(acc);
+    for (; j < C; j++) {
+      const v = load<f32>(at(pa, j)) + load<f32>(at(pb, j));
+      store<f32>(at(s, j), v);
+      ss += v * v;
+    }
+    const rs: f32 = <f32>1.0 / Mathf.sqrt(ss / <f32>C + eps);
+    store<f32>(at(rstd, r), rs);
+    const vr = f32x4.splat(rs);
+    j = 0;
+    for (; j + 4 <= C; j += 4) {
+      v128.store(at(o, j), f32x4.mul(f32x4.mul(v128.load(at(s, j)), vr), v128.load(at(w, j))));
+    }
+    for (; j < C; j++) store<f32>(at(o, j), load<f32>(at(s, j)) * rs * load<f32>(at(w, j)));
   }
 }
 
@@ -183,21 +218,47 @@ export function softmaxCausalBackward(datt: usize, att: usize, row0: i32, nRows:
 }
 
 // ------------------------------------------------------------------ SwiGLU
+/** o[0:w] = silu(g[0:w]) * u[0:w]: the one row loop of every SwiGLU forward (so all give the same bits). */
+// @ts-ignore: decorator
+@inline function swigluRow(o: usize, g: usize, u: usize, w: i32): void {
+  let j = 0;
+  for (; j + 4 <= w; j += 4) {
+    const gv = v128.load(at(g, j));
+    v128.store(at(o, j), f32x4.mul(f32x4.mul(gv, vsigmoid(gv)), v128.load(at(u, j))));
+  }
+  for (; j < w; j++) {
+    const gv = load<f32>(at(g, j));
+    const s = f32x4.extract_lane(vsigmoid(f32x4.splat(gv)), 0);
+    store<f32>(at(o, j), gv * s * load<f32>(at(u, j)));
+  }
+}
+
 export function swigluForward(out: usize, h: usize, N: i32, F: i32): void {
   for (let i = 0; i < N; i++) {
     const g = h + (<usize>i * <usize>(2 * F) << 2);
-    const u = g + (<usize>F << 2);
-    const o = out + (<usize>i * <usize>F << 2);
-    let j = 0;
-    for (; j + 4 <= F; j += 4) {
-      const gv = v128.load(at(g, j));
-      v128.store(at(o, j), f32x4.mul(f32x4.mul(gv, vsigmoid(gv)), v128.load(at(u, j))));
-    }
-    for (; j < F; j++) {
-      const gv = load<f32>(at(g, j));
-      const s = f32x4.extract_lane(vsigmoid(f32x4.splat(gv)), 0);
-      store<f32>(at(o, j), gv * s * load<f32>(at(u, j)));
-    }
+    swigluRow(out + (<usize>i * <usize>F << 2), g, g + (<usize>F << 2), F);
+  }
+}
+
+/**
+ * The gate|up product with SwiGLU applied to its output while it is still in cache: for rows
+ * r0 .. r0+rows-1 and hidden columns j0 .. j0+w-1, h[:, j] = (A B)[:, j] and h[:, F+j] =
+ * (A B)[:, F+j] (A is [M, K] with lda, B is [K, 2F] with ldb; beta = 0), then s = silu(gate) * up
+ * on that block. The products are the wasm gemm on column blocks and the SwiGLU is swigluRow,
+ * so the bits are those of gemm followed by swigluForward. `scratch` is the thread's gemm scratch.
+ */
+export function gemmSwiglu(K: i32, A: usize, lda: i32, B: usize, ldb: i32, h: usize, s: usize, F: i32,
+  r0: i32, rows: i32, j0: i32, w: i32, scratch: usize): void {
+  if (rows <= 0 || w <= 0) return;
+  const ldh = 2 * F;
+  const a = A + (<usize>r0 * <usize>lda << 2);
+  const hg = h + ((<usize>r0 * <usize>ldh + <usize>j0) << 2);
+  const hu = hg + (<usize>F << 2);
+  gemm(0, 0, rows, w, K, 1, a, lda, B + (<usize>j0 << 2), ldb, 0, hg, ldh, scratch);
+  gemm(0, 0, rows, w, K, 1, a, lda, B + (<usize>(F + j0) << 2), ldb, 0, hu, ldh, scratch);
+  for (let i = 0; i < rows; i++) {
+    const g = hg + (<usize>i * <usize>ldh << 2);
+    swigluRow(s + ((<usize>(r0 + i) * <usize>F + <usize>j0) << 2), g, g + (<usize>F << 2), w);
   }
 }
 

@@ -218,6 +218,33 @@ const CASES: Array<[string, Case]> = [
       close(dw, dw64, `rmsnormBackward dweight N=${N} C=${C}`);
     });
   }],
+  ['addRmsnorm forward (residual add fused into the norm; in place on a; same bits as add + rmsnorm)', (k, arena, rng) => {
+    const shapes: Array<[number, number, number]> = [[17, 63, 0.25]];
+    for (const N of SIZES) for (const C of SIZES) shapes.push([N, C, 1e-5]);
+    for (const [N, C, eps] of shapes) scoped(arena, () => {
+      const a = randFloats(arena, rng, N * C, -2, 2);
+      const b = randFloats(arena, rng, N * C, -2, 2);
+      const w = randFloats(arena, rng, C, -1.5, 1.5);
+      const sum = nanFloats(arena, N * C), out = nanFloats(arena, N * C), rstd = nanFloats(arena, N);
+      const sum64 = toFloat64(sum), out64 = toFloat64(out), rstd64 = toFloat64(rstd);
+      k.addRmsnormForward(sum, out, rstd, a, b, w, N, C, eps);
+      ref.addRmsnormForward(sum64, out64, rstd64, toFloat64(a), toFloat64(b), toFloat64(w), N, C, eps);
+      close(sum, sum64, `addRmsnorm sum N=${N} C=${C}`);
+      close(out, out64, `addRmsnorm out N=${N} C=${C}`);
+      close(rstd, rstd64, `addRmsnorm rstd N=${N} C=${C}`);
+      // the unfused pair on the same backend gives the same bits; and in place (sum = a) too
+      const sum2 = nanFloats(arena, N * C), out2 = nanFloats(arena, N * C), rstd2 = nanFloats(arena, N);
+      k.add(sum2, a, b, N * C);
+      k.rmsnormForward(out2, rstd2, sum2, w, N, C, eps);
+      const same = (x: FloatArray, y: FloatArray, what: string, n = x.length): void => {
+        for (let i = 0; i < n; i++) if (!Object.is(x[i], y[i])) assert.fail(`addRmsnorm ${what}[${i}] N=${N} C=${C}: ${x[i]} fused, ${y[i]} unfused`);
+      };
+      same(sum, sum2, 'sum'); same(out, out2, 'out'); same(rstd, rstd2, 'rstd');
+      const out3 = nanFloats(arena, N * C), rstd3 = nanFloats(arena, N);
+      k.addRmsnormForward(a, out3, rstd3, a, b, w, N, C, eps);
+      same(a, sum2, 'sum in place', N * C); same(out3, out2, 'out in place'); same(rstd3, rstd2, 'rstd in place');
+    });
+  }],
   ['rope forward/backward (strided rows, untouched tail)', (k, arena, rng) => {
     const shapes = [
       { B: 1, T: 1, H: 1, D: 2, stride: 2 },
@@ -569,6 +596,12 @@ test('kernels: the suite rejects planted bugs', async (t) => {
           x[a + 1] = xa * s + xb * c;
         }
       },
+    }],
+    ['addRmsnorm normalizes a instead of a + b', 'addRmsnorm', {
+      addRmsnormForward: (sum, out, rstd, a, b, w, N, C, eps) => { js.add(sum, a, b, N * C); js.rmsnormForward(out, rstd, a, w, N, C, eps); },
+    }],
+    ['addRmsnorm adds b twice', 'addRmsnorm', {
+      addRmsnormForward: (sum, out, rstd, a, b, w, N, C, eps) => { js.addRmsnormForward(sum, out, rstd, a, b, w, N, C, eps); js.add(sum, sum, b, N * C); },
     }],
     ['embedding forward reads the next row', 'embedding', {
       embeddingForward: (out, tok, table, N, C) => js.embeddingForward(out, Int32Array.from(tok.subarray(0, N), (v) => (v + 1) % 29), table, N, C),

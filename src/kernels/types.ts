@@ -69,6 +69,17 @@ export interface Kernels {
     weight: FloatArray, rstd: FloatArray, N: number, C: number,
   ): void;
 
+  /**
+   * The residual add fused into the following norm (one pass over the rows instead of two):
+   * sum[i,:] = a[i,:] + b[i,:], then rmsnormForward(out, rstd, sum, weight). Writes sum, out
+   * and rstd. sum may alias a or b (in place ok: the decoder updates its residual in place);
+   * out must not overlap the others. Same values as add followed by rmsnormForward (on wasm
+   * and native the same bits). Its backward is rmsnormBackward: the add's gradient is the
+   * identity, already accumulated into the residual gradient.
+   */
+  addRmsnormForward(sum: FloatArray, out: FloatArray, rstd: FloatArray, a: FloatArray, b: FloatArray,
+    weight: FloatArray, N: number, C: number, eps: number): void;
+
   // ---------------------------------------------------------------- RoPE
   /**
    * Rotary position embedding, in place ok (x may be read and written), "rotate-half"
@@ -194,6 +205,18 @@ export interface Kernels {
     lr: number, b1: number, b2: number, eps: number, wd: number, ck: number, bc2: number,
   ): void;
 
+  // ---------------------------------------------------------------- programs
+  /**
+   * Runs a short sequence of kernel calls, in order, each seeing the results of the ones
+   * before: the same results as calling them one by one (same bits on js and native; on wasm
+   * the same bits too, products to float32 tolerance where a thread's share of rows changes
+   * the blocking). The wasm backend hands the whole program to its team of workers in ONE
+   * wake-up: each step's work is cut into chunks that the threads claim, with a barrier (a
+   * shared counter) between steps, instead of a fork and join per kernel. Other backends run
+   * the calls one by one. Only the kernels in PROGRAM_KERNELS may appear.
+   */
+  run(program: KernelProgram): void;
+
   /** Releases worker threads / native resources. The kernels must not be used after. */
   dispose(): Promise<void> | void;
 }
@@ -203,16 +226,41 @@ export interface Kernels {
  * the bench profiler) passes through to the kernels it wraps.
  */
 export const NON_GEMM_KERNELS = [
-  'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward', 'ropeForward', 'ropeBackward',
+  'embeddingForward', 'embeddingBackward', 'rmsnormForward', 'rmsnormBackward', 'addRmsnormForward', 'ropeForward', 'ropeBackward',
   'softmaxCausalForward', 'softmaxCausalBackward', 'attentionCausalForward', 'attentionCausalBackward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale',
   'sumSquares', 'dropout', 'crossEntropyForward', 'crossEntropyForwardBackward', 'adamwUpdate', 'lionUpdate',
   'scheduleFreeAdamwUpdate',
 ] as const;
 export type NonGemmKernel = (typeof NON_GEMM_KERNELS)[number];
 // A kernel added to the interface but missing from NON_GEMM_KERNELS is a compile error here.
-type Unlisted = Exclude<keyof Kernels, NonGemmKernel | 'name' | 'threads' | 'gemm' | 'gemmStridedBatched' | 'dispose'>;
+type Unlisted = Exclude<keyof Kernels, NonGemmKernel | 'name' | 'threads' | 'gemm' | 'gemmStridedBatched' | 'run' | 'dispose'>;
 const allListed: [Unlisted] extends [never] ? true : Unlisted = true;
 void allListed;
+
+/**
+ * The kernels a program (Kernels.run) may hold: those whose work splits into independent
+ * chunks of rows, columns or ranges (no reduction across threads), so a team of threads can
+ * share each step. The MLP block's forward (norm, gate|up product, SwiGLU, down product,
+ * residual add) and backward (products, SwiGLU backward) are made of these.
+ */
+export const PROGRAM_KERNELS = [
+  'gemm', 'rmsnormForward', 'addRmsnormForward', 'swigluForward', 'swigluBackward', 'add', 'axpy', 'scale', 'dropout',
+] as const;
+export type ProgramKernel = (typeof PROGRAM_KERNELS)[number];
+/** One step of a program: the kernel's name, then exactly the arguments its method takes. */
+export type KernelCall = { [K in ProgramKernel]: [K, ...Parameters<Kernels[K]>] }[ProgramKernel];
+export type KernelProgram = readonly KernelCall[];
+
+/**
+ * Kernels.run as calls one by one, through `k`'s own methods (so a wrapper or a test's
+ * override of one kernel sees the program's calls too).
+ */
+export function runOneByOne(k: Kernels, program: KernelProgram): void {
+  for (const call of program) {
+    if (!(PROGRAM_KERNELS as readonly string[]).includes(call[0])) throw new TypeError(`Kernels.run: ${String(call[0])} cannot be a program step`);
+    (k[call[0]] as (...a: unknown[]) => void)(...call.slice(1));
+  }
+}
 
 /** Precomputes RoPE tables cos/sin [T, D/2] with inv_freq_i = theta^(-2i/D). */
 export function ropeTables(cos: FloatArray, sin: FloatArray, T: number, D: number, theta: number): void {

@@ -1,4 +1,4 @@
-import type { FloatArray, Kernels } from '../kernels/types.js';
+import type { FloatArray, KernelCall, Kernels } from '../kernels/types.js';
 
 /**
  * Bias-free linear layer with the weight stored [in, out] (see layout.ts):
@@ -6,6 +6,11 @@ import type { FloatArray, Kernels } from '../kernels/types.js';
  */
 export function linearForward(k: Kernels, y: FloatArray, x: FloatArray, w: FloatArray, N: number, nIn: number, nOut: number): void {
   k.gemm(false, false, N, nOut, nIn, 1, x, nIn, w, nOut, 0, y, nOut);
+}
+
+/** linearForward as a program step (Kernels.run). */
+export function linearForwardStep(y: FloatArray, x: FloatArray, w: FloatArray, N: number, nIn: number, nOut: number): KernelCall {
+  return ['gemm', false, false, N, nOut, nIn, 1, x, nIn, w, nOut, 0, y, nOut];
 }
 
 /**
@@ -19,6 +24,17 @@ export function linearBackward(
 ): void {
   k.gemm(true, false, nIn, nOut, N, alpha, x, nIn, dy, nOut, 1, dw, nOut);
   k.gemm(false, true, N, nIn, nOut, alpha, dy, nOut, w, nOut, 0, dx, nIn);
+}
+
+/** linearBackward as two program steps (the dW product first, so dx may alias x here too). */
+export function linearBackwardSteps(
+  dx: FloatArray, dw: FloatArray, dy: FloatArray, x: FloatArray, w: FloatArray,
+  N: number, nIn: number, nOut: number, alpha = 1,
+): KernelCall[] {
+  return [
+    ['gemm', true, false, nIn, nOut, N, alpha, x, nIn, dy, nOut, 1, dw, nOut],
+    ['gemm', false, true, N, nIn, nOut, alpha, dy, nOut, w, nOut, 0, dx, nIn],
+  ];
 }
 
 /**

@@ -1,4 +1,4 @@
-import { NON_GEMM_KERNELS, type Kernels } from '../kernels/types.js';
+import { NON_GEMM_KERNELS, runOneByOne, type KernelProgram, type Kernels } from '../kernels/types.js';
 
 /** Time spent per kernel category; gemm split by form (nn / tn / nt) and batched or not. */
 export interface ProfileEntry {
@@ -48,6 +48,11 @@ export function profileKernels(inner: Kernels): ProfiledKernels {
       const t0 = performance.now();
       inner.gemmStridedBatched(...a);
       record(`gemmStridedBatched.${form(a[0], a[1])}`, t0);
+    },
+    // recording: step by step through this wrapper, so each kernel's time is its own
+    run(program: KernelProgram) {
+      if (!enabled) return inner.run(program);
+      runOneByOne(k as unknown as Kernels, program);
     },
     dispose: () => inner.dispose(),
   };

@@ -177,10 +177,10 @@ function nullKernels(): Kernels {
   const noop = (): void => {};
   return {
     name: 'js', threads: 1, gemm: noop, gemmStridedBatched: noop, embeddingForward: noop, embeddingBackward: noop,
-    rmsnormForward: noop, rmsnormBackward: noop, ropeForward: noop, ropeBackward: noop, softmaxCausalForward: noop,
+    rmsnormForward: noop, rmsnormBackward: noop, addRmsnormForward: noop, ropeForward: noop, ropeBackward: noop, softmaxCausalForward: noop,
     softmaxCausalBackward: noop, attentionCausalForward: noop, attentionCausalBackward: noop, swigluForward: noop, swigluBackward: noop, dropout: noop, add: noop, axpy: noop, scale: noop,
     sumSquares: () => 0, crossEntropyForward: noop, crossEntropyForwardBackward: noop, adamwUpdate: noop,
-    lionUpdate: noop, scheduleFreeAdamwUpdate: noop, dispose: noop,
+    lionUpdate: noop, scheduleFreeAdamwUpdate: noop, run: noop, dispose: noop,
   };
 }
 

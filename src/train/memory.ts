@@ -2,6 +2,7 @@ import os from 'node:os';
 import { ARENA_ALIGN, DEFAULT_ARENA_BASE, WASM32_MAX_BYTES } from '../kernels/arena.js';
 import { defaultThreads, type BackendChoice } from '../kernels/index.js';
 import { CTRL_BYTES } from '../kernels/wasm/ops.js';
+import { PROGRAM_BYTES } from '../kernels/wasm/program.js';
 import { activationFloats } from '../model/activations.js';
 import type { ModelConfig } from '../model/config.js';
 import { mixerFor } from '../model/mixers/index.js';
@@ -90,7 +91,8 @@ function alloc(n: number): number {
 /** Bytes the wasm kernels reserve at start-up (src/kernels/wasm/kernels.ts#createWasmKernelsImpl). */
 export function kernelScratchBytes(threads: number): number {
   if (threads <= 0) return 0;
-  return threads * alloc(WASM_GEMM_SCRATCH_BYTES / 4) + alloc((threads * CTRL_BYTES) / 4) + alloc(16);
+  // gemm scratch per thread, the workers' command blocks, the chunk counter, the team's program block
+  return threads * alloc(WASM_GEMM_SCRATCH_BYTES / 4) + alloc((threads * CTRL_BYTES) / 4) + alloc(16) + alloc(PROGRAM_BYTES / 4);
 }
 
 /** The arena bytes of everything `req` builds (a pure function of its fields). */

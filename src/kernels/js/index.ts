@@ -1,7 +1,7 @@
-import type { Kernels } from '../types.js';
+import { runOneByOne, type Kernels } from '../types.js';
 import { gemm, gemmStridedBatched } from './gemm.js';
 import { embeddingBackward, embeddingForward } from './embedding.js';
-import { rmsnormBackward, rmsnormForward } from './norm.js';
+import { addRmsnormForward, rmsnormBackward, rmsnormForward } from './norm.js';
 import { ropeBackward, ropeForward } from './rope.js';
 import { attentionCausalBackward, attentionCausalForward, softmaxCausalBackward, softmaxCausalForward } from './attention.js';
 import { swigluBackward, swigluForward } from './swiglu.js';
@@ -36,6 +36,7 @@ export function createJsKernels(): Kernels {
     embeddingBackward,
     rmsnormForward,
     rmsnormBackward,
+    addRmsnormForward,
     ropeForward,
     ropeBackward,
     softmaxCausalForward,
@@ -54,6 +55,8 @@ export function createJsKernels(): Kernels {
     adamwUpdate,
     lionUpdate,
     scheduleFreeAdamwUpdate,
+    // through `this`: a copy with one kernel replaced ({ ...js, add }) runs its own in programs
+    run(program) { runOneByOne(this, program); },
     dispose: () => {},
   };
 }

@@ -34,3 +34,21 @@ export function rmsnormBackward(
     }
   }
 }
+
+/**
+ * sum = a + b, then RMSNorm of sum (Kernels.addRmsnormForward). Each row's sum is written
+ * first and read back, so on Float32Array the norm sees the same rounded values as add
+ * followed by rmsnormForward. sum may alias a or b.
+ */
+export function addRmsnormForward(sum: FloatArray, out: FloatArray, rstd: FloatArray, a: FloatArray, b: FloatArray,
+  weight: FloatArray, N: number, C: number, eps: number): void {
+  for (let i = 0; i < N; i++) {
+    const row = i * C;
+    for (let j = 0; j < C; j++) sum[row + j] = a[row + j] + b[row + j];
+    let ss = 0;
+    for (let j = 0; j < C; j++) ss += sum[row + j] * sum[row + j];
+    const r = 1 / Math.sqrt(ss / C + eps);
+    rstd[i] = r;
+    for (let j = 0; j < C; j++) out[row + j] = sum[row + j] * r * weight[j];
+  }
+}

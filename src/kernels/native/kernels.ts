@@ -1,4 +1,4 @@
-import { NON_GEMM_KERNELS, type FloatArray, type Kernels, type NonGemmKernel } from '../types.js';
+import { NON_GEMM_KERNELS, runOneByOne, type FloatArray, type Kernels, type NonGemmKernel } from '../types.js';
 import type { NativeBlas } from './load.js';
 
 /** Every kernel except the matrix products goes to the base (wasm) backend unchanged. */
@@ -76,6 +76,9 @@ export function createNativeKernels(base: Kernels, addon: NativeBlas, opts: { th
       );
     },
     ...(addon.attentionForward && addon.attentionBackward ? nativeAttention(addon, useThreads) : {}),
+    // one by one: products go to BLAS (its own pool forks and joins per call), the rest to the
+    // base's wasm team, so there is no single team to hand the whole program to
+    run(program) { runOneByOne(this, program); },
     dispose: () => base.dispose(),
   };
 }

@@ -1,7 +1,8 @@
 import type { WasmArena } from '../arena.js';
-import type { FloatArray, Kernels } from '../types.js';
+import { PROGRAM_KERNELS, type FloatArray, type KernelCall, type KernelProgram, type Kernels } from '../types.js';
 import { compileKernels, instantiateKernels, type WasmBuild, type WasmExports, type WasmFn } from './loader.js';
-import { CTRL_BYTES, type PoolOp } from './ops.js';
+import { CTRL_BYTES, MAX_ARGS, POOL_OPS, PROGRAM_OP, type PoolOp } from './ops.js';
+import { ARGS_AT, MAX_CHUNKS, MAX_STEPS, PROGRAM_BYTES, runProgram, STEP_CHUNKS, STEP_CLAIM, STEP_DONE, STEP_ERR, STEP_FIRST, STEP_INTS, STEP_OP, STEP_SCRATCH_ARG } from './program.js';
 import { WorkerPool } from './pool.js';
 import { DROPOUT_WEYL } from '../js/dropout.js';
 
@@ -9,6 +10,37 @@ import { DROPOUT_WEYL } from '../js/dropout.js';
 const GEMM_PAR_MACS = 1 << 20;
 const HEAVY_PAR_ELEMS = 1 << 15; // exp per element: softmax, swiglu, cross-entropy
 const LIGHT_PAR_ELEMS = 1 << 17; // a few flops per element: add, axpy, norms, optimizers
+/**
+ * In a program the team is awake already (no dispatch to pay, only a barrier of a microsecond
+ * or so), so a step is shared from a smaller size on.
+ */
+const PROGRAM_PAR_DIVISOR = 8;
+
+/** A program step as written to the program block: op index, each chunk's arguments. */
+interface ProgramStep {
+  op: number;
+  chunks: number[][];
+  /** The argument each thread replaces by its own scratch, or -1. */
+  scratchArg: number;
+}
+
+/** Position of the scratch pointer among the wasm gemm's arguments, and among gemmSwiglu's. */
+const GEMM_SCRATCH_ARG = 13;
+const GEMM_SWIGLU_SCRATCH_ARG = 12;
+
+/**
+ * A row- or range-split kernel call: `op` over [0, n) in chunks aligned to `align`, shared when
+ * its work (`elems`, weighted as `heavy` or not) pays for it; argsFor(lo, hi, t) gives a chunk's
+ * wasm arguments on thread t. The per-kernel path and programs cut the same way.
+ */
+interface SplitWork {
+  op: PoolOp;
+  n: number;
+  align: number;
+  elems: number;
+  heavy: boolean;
+  argsFor: (lo: number, hi: number, t: number) => number[];
+}
 
 /** Byte offset of a float32 view in the shared memory (the wasm address of its first element). */
 function fptr(a: FloatArray, what: string): number {
@@ -75,10 +107,27 @@ export async function createWasmKernelsImpl(arena: WasmArena, opts: WasmKernelOp
   const ctrl = arena.floats((threads * CTRL_BYTES) / 4).byteOffset;
   // the chunk counter of shared gemms (its own cache line)
   const counter = arena.ints(16);
+  // the team's program block (program.ts; arena views are 64-byte aligned, as its float64s need)
+  const program = arena.floats(PROGRAM_BYTES / 4);
   const pool = threads > 1
     ? await WorkerPool.start({ size: threads - 1, module, memory: arena.memory, arenaBase: arena.base, ctrl })
     : null;
-  return new WasmKernelSet(wasm, pool, threads, scratch, build, counter, scratchBytes);
+  return new WasmKernelSet(wasm, pool, threads, scratch, build, counter, scratchBytes, program);
+}
+
+/**
+ * Rows (or columns) of C per chunk of a shared product: about 4 chunks per thread, at least
+ * minChunk, a multiple of align. With `noSingleRow` (rows of a product whose A is not
+ * transposed) a last chunk of exactly one row is avoided: the wasm gemm computes a single row by
+ * its unpacked row kernel, whose sums round differently, and a product should give the same
+ * bits however it is shared (per kernel, in a program, on one thread).
+ */
+function gemmChunk(total: number, threads: number, align: number, minChunk: number, noSingleRow: boolean): number {
+  const roundUp = (x: number): number => Math.ceil(x / align) * align;
+  let chunk = Math.max(roundUp(total / (4 * threads)), minChunk);
+  if (Math.ceil(total / chunk) < threads) chunk = roundUp(total / threads);
+  while (noSingleRow && total % chunk === 1) chunk += align;
+  return chunk;
 }
 
 /** Splits [0, n) into at most `parts` chunks whose starts are multiples of `align`. */
@@ -105,8 +154,25 @@ class WasmKernelSet implements WasmKernels {
     private readonly counter: Int32Array,
     /** Bytes of each thread's scratch. */
     private readonly scratchBytes: number,
+    program: Float32Array,
   ) {
     this.f = wasm as unknown as Record<PoolOp, WasmFn>;
+    this.prog = {
+      at: program.byteOffset,
+      i32: new Int32Array(program.buffer, program.byteOffset, PROGRAM_BYTES / 4),
+      f64: new Float64Array(program.buffer, program.byteOffset, PROGRAM_BYTES / 8),
+    };
+    this.fns = [];
+    for (const op of POOL_OPS) this.fns.push(this.f[op]);
+  }
+
+  /** The program block (program.ts) and the functions its steps name by index. */
+  private readonly prog: { at: number; i32: Int32Array; f64: Float64Array };
+  private readonly fns: WasmFn[];
+
+  /** Runs a split kernel call now (split() with its threshold). */
+  private splitWork(w: SplitWork): number[] {
+    return this.split(w.op, w.n, w.elems >= (w.heavy ? HEAVY_PAR_ELEMS : LIGHT_PAR_ELEMS), w.align, w.argsFor);
   }
 
   /**
@@ -179,9 +245,7 @@ class WasmKernelSet implements WasmKernels {
       this.wasm.gemm!(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc, this.scratch[0]!);
       return;
     }
-    const roundUp = (x: number): number => Math.ceil(x / align) * align;
-    let chunk = Math.max(roundUp(total / (4 * this.threads)), minChunk);
-    if (Math.ceil(total / chunk) < this.threads) chunk = roundUp(total / this.threads);
+    const chunk = gemmChunk(total, this.threads, align, minChunk, byRows && !tA);
     const counter = this.counter.byteOffset;
     this.shared('gemmShared', (scratch) => [ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc, scratch, counter, byRows ? 1 : 0, chunk]);
   }
@@ -210,6 +274,172 @@ class WasmKernelSet implements WasmKernels {
     }
   }
 
+  // ------------------------------------------------------------------ programs (the team)
+  /**
+   * See Kernels.run. Each step is cut into chunks the way its kernel is cut on its own (the same
+   * argsFor; a step is shared from a size PROGRAM_PAR_DIVISOR times smaller, as the team is
+   * already awake), written to the program block, and the workers are woken once per program.
+   * One thread runs the same program alone (the fused gate|up + SwiGLU step helps it too).
+   */
+  run(program: KernelProgram): void {
+    // every step is checked before the first one runs
+    const steps: ProgramStep[] = [];
+    for (let i = 0; i < program.length; i++) {
+      const call = program[i]!;
+      const next = program[i + 1];
+      const fused = next ? this.gemmSwigluStep(call, next) : null;
+      if (fused) i++;
+      const st = fused ?? this.programStep(call);
+      if (st.chunks.length > 0) steps.push(st);
+    }
+    let part: ProgramStep[] = [];
+    let chunks = 0;
+    for (const st of steps) {
+      // a step never has more chunks than a few per thread, far below MAX_CHUNKS
+      if (st.chunks.length > MAX_CHUNKS) throw new Error(`wasm kernels: a program step of ${st.chunks.length} chunks (at most ${MAX_CHUNKS})`);
+      if (part.length === MAX_STEPS || chunks + st.chunks.length > MAX_CHUNKS) {
+        this.runSteps(part);
+        part = [];
+        chunks = 0;
+      }
+      part.push(st);
+      chunks += st.chunks.length;
+    }
+    if (part.length > 0) this.runSteps(part);
+  }
+
+  /** One program step: its kernel's chunks (a step is validated here, before anything runs). */
+  private programStep(call: KernelCall): ProgramStep {
+    const split = (w: SplitWork): ProgramStep => {
+      const par = w.elems * PROGRAM_PAR_DIVISOR >= (w.heavy ? HEAVY_PAR_ELEMS : LIGHT_PAR_ELEMS);
+      const b = chunks(w.n, par ? this.threads : 1, w.align);
+      const out: number[][] = [];
+      for (let i = 0; i + 1 < b.length; i++) out.push(w.argsFor(b[i]!, b[i + 1]!, 0));
+      if (w.n > 0 && out.length === 0) out.push(w.argsFor(0, w.n, 0));
+      return { op: WorkerPool.opIndex(w.op), chunks: out, scratchArg: -1 };
+    };
+    switch (call[0]) {
+      case 'gemm': {
+        const [, tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc] = call;
+        return { op: WorkerPool.opIndex('gemm'), chunks: this.gemmChunks(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), scratchArg: GEMM_SCRATCH_ARG };
+      }
+      case 'rmsnormForward': { const [, ...a] = call; return split(this.rmsnormWork(...a)); }
+      case 'addRmsnormForward': { const [, ...a] = call; return split(this.addRmsnormWork(...a)); }
+      case 'swigluForward': { const [, ...a] = call; return split(this.swigluForwardWork(...a)); }
+      case 'swigluBackward': { const [, ...a] = call; return split(this.swigluBackwardWork(...a)); }
+      case 'add': { const [, ...a] = call; return split(this.addWork(...a)); }
+      case 'axpy': { const [, ...a] = call; return split(this.axpyWork(...a)); }
+      case 'scale': { const [, ...a] = call; return split(this.scaleWork(...a)); }
+      case 'dropout': { const [, ...a] = call; return split(this.dropoutWork(...a)); }
+      default: throw new TypeError(`Kernels.run: ${String((call as unknown[])[0])} cannot be a program step (see PROGRAM_KERNELS: ${PROGRAM_KERNELS.join(', ')})`);
+    }
+  }
+
+  /**
+   * A gemm as chunks of `gemm` calls on blocks of rows (or columns) of C, cut as gemmAt cuts
+   * a shared product; argument GEMM_SCRATCH_ARG is each thread's own scratch.
+   */
+  private gemmChunks(tA: boolean, tB: boolean, M: number, N: number, K: number, alpha: number, A: FloatArray, lda: number,
+    B: FloatArray, ldb: number, beta: number, C: FloatArray, ldc: number): number[][] {
+    if (M <= 0 || N <= 0) return [];
+    checkLd(lda, tA ? M : K, 'lda'); checkLd(ldb, tB ? K : N, 'ldb'); checkLd(ldc, N, 'ldc');
+    checkLen(A, tA ? need(K, M, lda) : need(M, K, lda), 'gemm A');
+    checkLen(B, tB ? need(N, K, ldb) : need(K, N, ldb), 'gemm B');
+    checkLen(C, need(M, N, ldc), 'gemm C');
+    const a = fptr(A, 'A'), b = fptr(B, 'B'), c = fptr(C, 'C');
+    const ta = tA ? 1 : 0, tb = tB ? 1 : 0;
+    const byRows = M >= N;
+    const total = byRows ? M : N;
+    const align = byRows ? 6 : 8;
+    const minChunk = byRows ? 48 : 64;
+    if ((M === 1 && !tA) || M * N * Math.max(K, 1) * PROGRAM_PAR_DIVISOR < GEMM_PAR_MACS || total < 2 * align) {
+      return [[ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc, 0]];
+    }
+    const chunk = gemmChunk(total, this.threads, align, minChunk, byRows && !tA);
+    const out: number[][] = [];
+    for (let lo = 0; lo < total; lo += chunk) {
+      const n = Math.min(chunk, total - lo);
+      if (byRows) out.push([ta, tb, n, N, K, alpha, a + 4 * (tA ? lo : lo * lda), lda, b, ldb, beta, c + 4 * lo * ldc, ldc, 0]);
+      else out.push([ta, tb, M, n, K, alpha, a, lda, b + 4 * (tB ? lo * ldb : lo), ldb, beta, c + 4 * lo, ldc, 0]);
+    }
+    return out;
+  }
+
+  /**
+   * The gate|up product followed by the SwiGLU of its output (the MLP forward's first two
+   * steps), as one step of gemmSwiglu chunks: each chunk applies the SwiGLU to its block of h
+   * right after computing it, while it is in cache, instead of a second pass over all of h.
+   * Null when the pair is not exactly that: gemm nn, alpha 1, beta 0, C = h [M, 2F] with
+   * ldc = 2F, then swigluForward(s, h, M, F) on the same h.
+   */
+  private gemmSwigluStep(a: KernelCall, b: KernelCall): ProgramStep | null {
+    if (a[0] !== 'gemm' || b[0] !== 'swigluForward') return null;
+    const [, tA, tB, M, N2, K, alpha, A, lda, B, ldb, beta, C, ldc] = a;
+    const [, s, h, rows, F] = b;
+    if (tA || tB || alpha !== 1 || beta !== 0 || rows !== M || N2 !== 2 * F || ldc !== 2 * F || F < 1 || M < 1) return null;
+    if (!(C instanceof Float32Array) || !(h instanceof Float32Array) || C.buffer !== h.buffer || C.byteOffset !== h.byteOffset) return null;
+    // the same checks as the two calls would make on their own
+    checkLd(lda, K, 'lda'); checkLd(ldb, N2, 'ldb');
+    checkLen(A, need(M, K, lda), 'gemm A'); checkLen(B, need(K, N2, ldb), 'gemm B'); checkLen(C, need(M, N2, ldc), 'gemm C');
+    checkLen(s, M * F, 'swiglu out');
+    const pa = fptr(A, 'A'), pb = fptr(B, 'B'), ph = fptr(C, 'C'), ps = fptr(s, 'out');
+    const chunk = (r0: number, nr: number, j0: number, w: number): number[] => [K, pa, lda, pb, ldb, ph, ps, F, r0, nr, j0, w, 0];
+    const out: number[][] = [];
+    const byRows = M >= N2;
+    const total = byRows ? M : F;
+    const align = byRows ? 6 : 8;
+    if (M * N2 * Math.max(K, 1) * PROGRAM_PAR_DIVISOR < GEMM_PAR_MACS || total < 2 * align) {
+      out.push(chunk(0, M, 0, F));
+    } else {
+      // columns: a chunk of w hidden columns is 2w columns of h (w of gate, w of up)
+      const step = gemmChunk(total, this.threads, align, byRows ? 48 : 32, byRows);
+      for (let lo = 0; lo < total; lo += step) {
+        const n = Math.min(step, total - lo);
+        out.push(byRows ? chunk(lo, n, 0, F) : chunk(0, M, lo, n));
+      }
+    }
+    return { op: WorkerPool.opIndex('gemmSwiglu'), chunks: out, scratchArg: GEMM_SWIGLU_SCRATCH_ARG };
+  }
+
+  /** Writes the steps to the program block and runs them with the team, woken once. */
+  private runSteps(steps: readonly ProgramStep[]): void {
+    const { i32, f64, at } = this.prog;
+    let width = 0;
+    let first = 0;
+    for (let s = 0; s < steps.length; s++) {
+      const st = steps[s]!;
+      const h = s * STEP_INTS;
+      i32[h + STEP_OP] = st.op;
+      i32[h + STEP_FIRST] = first;
+      i32[h + STEP_CHUNKS] = st.chunks.length;
+      i32[h + STEP_SCRATCH_ARG] = st.scratchArg;
+      i32[h + STEP_CLAIM] = 0;
+      i32[h + STEP_DONE] = 0;
+      i32[h + STEP_ERR] = 0;
+      for (const args of st.chunks) {
+        const base = ARGS_AT + first * MAX_ARGS;
+        for (let i = 0; i < MAX_ARGS; i++) f64[base + i] = i < args.length ? args[i]! : 0;
+        first++;
+      }
+      width = Math.max(width, st.chunks.length);
+    }
+    // wake only the workers the widest step can use (none: this thread alone, no hand-off)
+    const pool = this.pool;
+    const helpers = pool ? Math.min(this.threads - 1, width - 1) : 0;
+    for (let w = 0; w < helpers; w++) pool!.start(w, PROGRAM_OP, [at, steps.length, this.scratch[w + 1]!]);
+    try {
+      runProgram(i32, f64, this.fns, steps.length, this.scratch[0]!);
+    } finally {
+      // every chunk is done by now; a worker that never started took none
+      for (let w = 0; w < helpers; w++) if (!pool!.tryCancel(w)) pool!.wait(w);
+    }
+    for (let s = 0; s < steps.length; s++) {
+      if (i32[s * STEP_INTS + STEP_ERR] === 1) {
+        throw new RangeError(`wasm kernels: ${POOL_OPS[steps[s]!.op] ?? 'op'} failed in step ${s} of a program (out-of-bounds memory access?)`);
+      }
+    }
+  }
+
   // ------------------------------------------------------------------ embedding
   private checkIds(ids: Int32Array, n: number, V: number, what: string): void {
     const bad = this.wasm.checkIds!(iptr(ids, what), n, V);
@@ -233,9 +463,27 @@ class WasmKernelSet implements WasmKernels {
 
   // ------------------------------------------------------------------ RMSNorm
   rmsnormForward(out: FloatArray, rstd: FloatArray, inp: FloatArray, weight: FloatArray, N: number, C: number, eps: number): void {
+    this.splitWork(this.rmsnormWork(out, rstd, inp, weight, N, C, eps));
+  }
+
+  private rmsnormWork(out: FloatArray, rstd: FloatArray, inp: FloatArray, weight: FloatArray, N: number, C: number, eps: number): SplitWork {
     checkLen(out, N * C, 'rmsnorm out'); checkLen(inp, N * C, 'rmsnorm inp'); checkLen(rstd, N, 'rmsnorm rstd'); checkLen(weight, C, 'rmsnorm weight');
     const o = fptr(out, 'out'), r = fptr(rstd, 'rstd'), x = fptr(inp, 'inp'), w = fptr(weight, 'weight');
-    this.split('rmsnormForward', N, N * C >= LIGHT_PAR_ELEMS, 1, (r0, r1) => [o + 4 * r0 * C, r + 4 * r0, x + 4 * r0 * C, w, r1 - r0, C, eps]);
+    return { op: 'rmsnormForward', n: N, align: 1, elems: N * C, heavy: false, argsFor: (r0, r1) => [o + 4 * r0 * C, r + 4 * r0, x + 4 * r0 * C, w, r1 - r0, C, eps] };
+  }
+
+  addRmsnormForward(sum: FloatArray, out: FloatArray, rstd: FloatArray, a: FloatArray, b: FloatArray,
+    weight: FloatArray, N: number, C: number, eps: number): void {
+    this.splitWork(this.addRmsnormWork(sum, out, rstd, a, b, weight, N, C, eps));
+  }
+
+  private addRmsnormWork(sum: FloatArray, out: FloatArray, rstd: FloatArray, a: FloatArray, b: FloatArray,
+    weight: FloatArray, N: number, C: number, eps: number): SplitWork {
+    checkLen(sum, N * C, 'addRmsnorm sum'); checkLen(out, N * C, 'addRmsnorm out'); checkLen(a, N * C, 'addRmsnorm a');
+    checkLen(b, N * C, 'addRmsnorm b'); checkLen(rstd, N, 'addRmsnorm rstd'); checkLen(weight, C, 'addRmsnorm weight');
+    const ps = fptr(sum, 'sum'), o = fptr(out, 'out'), r = fptr(rstd, 'rstd'), pa = fptr(a, 'a'), pb = fptr(b, 'b'), w = fptr(weight, 'weight');
+    return { op: 'addRmsnormForward', n: N, align: 1, elems: N * C, heavy: false,
+      argsFor: (r0, r1) => [ps + 4 * r0 * C, o + 4 * r0 * C, r + 4 * r0, pa + 4 * r0 * C, pb + 4 * r0 * C, w, r1 - r0, C, eps] };
   }
 
   rmsnormBackward(dinp: FloatArray, dweight: FloatArray, dout: FloatArray, inp: FloatArray, weight: FloatArray,
@@ -311,34 +559,55 @@ class WasmKernelSet implements WasmKernels {
 
   // ------------------------------------------------------------------ SwiGLU
   swigluForward(out: FloatArray, h: FloatArray, N: number, F: number): void {
+    this.splitWork(this.swigluForwardWork(out, h, N, F));
+  }
+
+  private swigluForwardWork(out: FloatArray, h: FloatArray, N: number, F: number): SplitWork {
     checkLen(out, N * F, 'swiglu out'); checkLen(h, 2 * N * F, 'swiglu h');
     const o = fptr(out, 'out'), x = fptr(h, 'h');
-    this.split('swigluForward', N, N * F >= HEAVY_PAR_ELEMS, 1, (r0, r1) => [o + 4 * r0 * F, x + 8 * r0 * F, r1 - r0, F]);
+    return { op: 'swigluForward', n: N, align: 1, elems: N * F, heavy: true, argsFor: (r0, r1) => [o + 4 * r0 * F, x + 8 * r0 * F, r1 - r0, F] };
   }
 
   swigluBackward(dh: FloatArray, dout: FloatArray, h: FloatArray, N: number, F: number): void {
+    this.splitWork(this.swigluBackwardWork(dh, dout, h, N, F));
+  }
+
+  private swigluBackwardWork(dh: FloatArray, dout: FloatArray, h: FloatArray, N: number, F: number): SplitWork {
     checkLen(dh, 2 * N * F, 'swiglu dh'); checkLen(dout, N * F, 'swiglu dout'); checkLen(h, 2 * N * F, 'swiglu h');
     const d = fptr(dh, 'dh'), dy = fptr(dout, 'dout'), x = fptr(h, 'h');
-    this.split('swigluBackward', N, N * F >= HEAVY_PAR_ELEMS, 1, (r0, r1) => [d + 8 * r0 * F, dy + 4 * r0 * F, x + 8 * r0 * F, r1 - r0, F]);
+    return { op: 'swigluBackward', n: N, align: 1, elems: N * F, heavy: true,
+      argsFor: (r0, r1) => [d + 8 * r0 * F, dy + 4 * r0 * F, x + 8 * r0 * F, r1 - r0, F] };
   }
 
   // ------------------------------------------------------------------ elementwise
   add(out: FloatArray, a: FloatArray, b: FloatArray, n: number): void {
+    this.splitWork(this.addWork(out, a, b, n));
+  }
+
+  private addWork(out: FloatArray, a: FloatArray, b: FloatArray, n: number): SplitWork {
     checkLen(out, n, 'add out'); checkLen(a, n, 'add a'); checkLen(b, n, 'add b');
     const o = fptr(out, 'out'), pa = fptr(a, 'a'), pb = fptr(b, 'b');
-    this.split('add', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [o + 4 * i0, pa + 4 * i0, pb + 4 * i0, i1 - i0]);
+    return { op: 'add', n, align: 16, elems: n, heavy: false, argsFor: (i0, i1) => [o + 4 * i0, pa + 4 * i0, pb + 4 * i0, i1 - i0] };
   }
 
   axpy(dst: FloatArray, src: FloatArray, alpha: number, n: number): void {
+    this.splitWork(this.axpyWork(dst, src, alpha, n));
+  }
+
+  private axpyWork(dst: FloatArray, src: FloatArray, alpha: number, n: number): SplitWork {
     checkLen(dst, n, 'axpy dst'); checkLen(src, n, 'axpy src');
     const d = fptr(dst, 'dst'), s = fptr(src, 'src');
-    this.split('axpy', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [d + 4 * i0, s + 4 * i0, alpha, i1 - i0]);
+    return { op: 'axpy', n, align: 16, elems: n, heavy: false, argsFor: (i0, i1) => [d + 4 * i0, s + 4 * i0, alpha, i1 - i0] };
   }
 
   scale(x: FloatArray, s: number, n: number): void {
+    this.splitWork(this.scaleWork(x, s, n));
+  }
+
+  private scaleWork(x: FloatArray, s: number, n: number): SplitWork {
     checkLen(x, n, 'scale x');
     const p = fptr(x, 'x');
-    this.split('scale', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [p + 4 * i0, s, i1 - i0]);
+    return { op: 'scale', n, align: 16, elems: n, heavy: false, argsFor: (i0, i1) => [p + 4 * i0, s, i1 - i0] };
   }
 
   sumSquares(x: FloatArray, n: number): number {
@@ -351,11 +620,15 @@ class WasmKernelSet implements WasmKernels {
   }
 
   dropout(out: FloatArray, x: FloatArray, n: number, threshold: number, counter: number): void {
+    this.splitWork(this.dropoutWork(out, x, n, threshold, counter));
+  }
+
+  private dropoutWork(out: FloatArray, x: FloatArray, n: number, threshold: number, counter: number): SplitWork {
     checkLen(out, n, 'dropout out'); checkLen(x, n, 'dropout x');
     const o = fptr(out, 'out'), p = fptr(x, 'x');
     // a chunk starting at i0 continues the counter sequence where it would be at element i0
-    this.split('dropout', n, n >= LIGHT_PAR_ELEMS, 16, (i0, i1) => [o + 4 * i0, p + 4 * i0, i1 - i0, threshold >>> 0,
-      (counter + Math.imul(i0, DROPOUT_WEYL)) >>> 0]);
+    return { op: 'dropout', n, align: 16, elems: n, heavy: false, argsFor: (i0, i1) => [o + 4 * i0, p + 4 * i0, i1 - i0, threshold >>> 0,
+      (counter + Math.imul(i0, DROPOUT_WEYL)) >>> 0] };
   }
 
   // ------------------------------------------------------------------ loss

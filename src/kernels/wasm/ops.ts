@@ -7,12 +7,17 @@ export const POOL_OPS = [
   'rope', 'softmaxCausalForward', 'softmaxCausalBackward', 'swigluForward', 'swigluBackward',
   'add', 'axpy', 'scale', 'sumSquares', 'crossEntropyForward', 'crossEntropyForwardBackward',
   'adamwUpdate', 'lionUpdate', 'scheduleFreeAdamwUpdate', 'zero', 'gemmShared', 'gemmBatchedShared', 'dropout',
-  'attentionCausalForward', 'attentionCausalBackward',
+  'attentionCausalForward', 'attentionCausalBackward', 'addRmsnormForward', 'gemmSwiglu',
 ] as const;
 export type PoolOp = (typeof POOL_OPS)[number];
 
 /** Index of the op that tells a worker to leave its loop. */
 export const QUIT_OP = -1;
+/**
+ * Index of the op that runs a program (program.ts) as one member of the team; its arguments:
+ * the program block's byte offset, the number of steps, the worker's scratch.
+ */
+export const PROGRAM_OP = -2;
 
 /**
  * Layout of one worker's command block in shared memory (bytes). Int32 slots: seq (bumped
