@@ -5,7 +5,8 @@
 // flips every round) and the table shows the median of the rounds.
 //
 //   training: `pocketlm bench` (10 timed optimizer steps) at seq_len 128, 256, 1024 and 4096,
-//             batch 8192 / seq_len rows (the same tokens per step), grad_accum 1;
+//             8192 tokens per step as in the preset: micro-batches of max(2048, seq_len) tokens
+//             (the preset's 8 x 256), accumulated 8192 / that times;
 //   decoding: tokens/s of 1 and 8 sequences after 64, 256, 1024 and 4096 tokens of context
 //             (model.seq_len 4160, so attention's KV cache holds the longest context).
 //
@@ -29,6 +30,7 @@ const backend = flag('--backend', 'native');
 const MIXERS = ['attention', 'rwkv'];
 const SEQ_LENS = [128, 256, 1024, 4096];
 const TOKENS_PER_STEP = 8192;
+const MICRO_TOKENS = 2048;
 const CONTEXTS = [64, 256, 1024, 4096];
 
 const median = (xs) => {
@@ -38,28 +40,34 @@ const median = (xs) => {
 };
 
 function trainOnce(mixer, T) {
-  const B = Math.max(1, TOKENS_PER_STEP / T);
+  const B = Math.max(1, MICRO_TOKENS / T);
+  const accum = TOKENS_PER_STEP / (B * T);
   const r = spawnSync(process.execPath, [
     bin, 'bench', '--preset', 'default', '--json', '--steps', '10', '--backend', backend, '--threads', threads,
-    '--set', `model.mixer="${mixer}"`, '--set', `model.seq_len=${T}`, '--set', `train.batch_size=${B}`, '--set', 'train.grad_accum=1',
+    '--set', `model.mixer="${mixer}"`, '--set', `model.seq_len=${T}`, '--set', `train.batch_size=${B}`, '--set', `train.grad_accum=${accum}`,
   ], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) return { mixer, T, error: (r.stderr || r.stdout).trim().split('\n').pop() };
   const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
   const j = JSON.parse(line);
-  return { mixer, T, B, tokens_per_second: j.tokens_per_second, peak_rss_mb: j.peak_rss_mb, step_ms: j.step_ms };
+  return { mixer, T, B, accum, tokens_per_second: j.tokens_per_second, peak_rss_mb: j.peak_rss_mb, step_ms: j.step_ms };
 }
 
-/** Decoding: imports the library (dist/) in a child so each mixer's RSS is its own. */
+/** Decoding: this script again as a child (`--decode-child MIXER`), so each mixer's RSS is its own. */
 function decodeOnce(mixer) {
-  const script = `
-    import { runDecodeBench } from ${JSON.stringify(path.join(root, 'dist', 'model', 'decode-bench.js'))};
-    import { loadConfig } from ${JSON.stringify(path.join(root, 'dist', 'train', 'config.js'))};
-    const cfg = loadConfig({ preset: 'default', set: ['model.mixer="${mixer}"', 'model.seq_len=4160'] });
-    const r = await runDecodeBench({ config: cfg.model, backend: '${backend}', threads: ${threads}, sequences: [1, 8], contexts: ${JSON.stringify(CONTEXTS)}, tokens: 32 });
-    console.log(JSON.stringify(r));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  if (r.status !== 0) return { mixer, error: (r.stderr || r.stdout).trim().split('\n').pop() };
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--decode-child', mixer, '--backend', backend, '--threads', threads],
+    { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) return { mixer, error: (r.stderr || r.stdout).trim().split('\n').slice(0, 3).join(' ') };
   return { mixer, ...JSON.parse(r.stdout.trim().split('\n').pop()) };
+}
+
+const child = flag('--decode-child', null);
+if (child !== null) {
+  const { runDecodeBench } = await import(path.join(root, 'dist', 'model', 'decode-bench.js'));
+  const { loadConfig } = await import(path.join(root, 'dist', 'train', 'config.js'));
+  const cfg = loadConfig({ preset: 'default', set: [`model.mixer="${child}"`, 'model.seq_len=4160'] });
+  const r = await runDecodeBench({ config: cfg.model, backend, threads: Number(threads), sequences: [1, 8], contexts: CONTEXTS, tokens: 32 });
+  console.log(JSON.stringify(r));
+  process.exit(0);
 }
 
 const train = [];
@@ -86,7 +94,7 @@ for (let round = 0; round < rounds; round++) {
 
 if (train.length) {
   console.log(`\ntraining, default width and depth, ${TOKENS_PER_STEP} tokens per step, ${backend} x${threads} (median of ${rounds} rounds)`);
-  console.log('| seq_len | batch | attention tok/s | rwkv tok/s | rwkv / attention | attention peak RSS | rwkv peak RSS |');
+  console.log('| seq_len | batch x accum | attention tok/s | rwkv tok/s | rwkv / attention | attention peak RSS | rwkv peak RSS |');
   console.log('|---|---|---|---|---|---|---|');
   for (const T of SEQ_LENS) {
     const of = (m) => train.filter((r) => r.mixer === m && r.T === T && !r.error);
@@ -97,7 +105,7 @@ if (train.length) {
       continue;
     }
     const ta = median(a.map((r) => r.tokens_per_second)), tw = median(w.map((r) => r.tokens_per_second));
-    console.log(`| ${T} | ${a[0].B} | ${ta.toFixed(0)} | ${tw.toFixed(0)} | ${(tw / ta).toFixed(2)}x | ${median(a.map((r) => r.peak_rss_mb)).toFixed(0)} MB | ${median(w.map((r) => r.peak_rss_mb)).toFixed(0)} MB |`);
+    console.log(`| ${T} | ${a[0].B} x ${a[0].accum} | ${ta.toFixed(0)} | ${tw.toFixed(0)} | ${(tw / ta).toFixed(2)}x | ${median(a.map((r) => r.peak_rss_mb)).toFixed(0)} MB | ${median(w.map((r) => r.peak_rss_mb)).toFixed(0)} MB |`);
   }
 }
 if (decode.length) {
