@@ -203,6 +203,34 @@ function silu(z: number): number {
   return z * sigmoid(z);
 }
 
+/**
+ * The per-head RMS norm and the gate: z = o / rms_head(o) * normW * silu(gate) for `rows` rows
+ * of C = H D (gate read from gateOff on). With `fresh` each rms is computed and written to rstd
+ * [rows, H]; else rstd is read (backward's recomputation of z). z may be o itself. The training
+ * forward, its backward and the decoder share it.
+ */
+function gatedHeadNorm(
+  z: FloatArray, rstd: FloatArray, fresh: boolean, o: FloatArray, normW: FloatArray, gate: FloatArray, gateOff: number,
+  rows: number, H: number, D: number, eps: number,
+): void {
+  const C = H * D;
+  for (let r = 0; r < rows; r++) {
+    for (let h = 0; h < H; h++) {
+      const base = r * C + h * D;
+      let rs: number;
+      if (fresh) {
+        let ss = 0;
+        for (let i = 0; i < D; i++) ss += o[base + i]! * o[base + i]!;
+        rs = 1 / Math.sqrt(ss / D + eps);
+        rstd[r * H + h] = rs;
+      } else {
+        rs = rstd[r * H + h]!;
+      }
+      for (let i = 0; i < D; i++) z[base + i] = o[base + i]! * rs * normW[h * D + i]! * silu(gate[gateOff + base + i]!);
+    }
+  }
+}
+
 class RwkvLayer implements MixerLayer {
   private readonly x: FloatArray;
   private readonly y: FloatArray;
@@ -384,11 +412,8 @@ class RwkvLayer implements MixerLayer {
     this.scores(B);
     kn.gemmStridedBatched(false, false, L, D, L, 1, s.A, L, L * L, this.v, D, LD, 1, s.oh, D, LD, nq);
     this.fromHeads(this.o, 0, s.oh, B);
-    this.headNorm(N);
-    const z = s.nrm;
-    const gt = this.gate;
-    for (let i = 0; i < NC; i++) z[i] = z[i]! * silu(gt[i]!);
-    linearForward(kn, this.y, z, this.w.wo!, N, C, C);
+    gatedHeadNorm(s.nrm, this.rstd, true, this.o, this.w.head_norm!, this.gate, 0, N, H, D, this.d.eps);
+    linearForward(kn, this.y, s.nrm, this.w.wo!, N, C, C);
   }
 
   /**
@@ -420,24 +445,6 @@ class RwkvLayer implements MixerLayer {
     }
   }
 
-  /** nrm = o * rstd * head_norm, computing rstd (per row and head). */
-  private headNorm(N: number): void {
-    const { C, H, D, eps } = this.d;
-    const { o, rstd } = this;
-    const n = this.s.nrm;
-    const g = this.w.head_norm!;
-    for (let r = 0; r < N; r++) {
-      for (let h = 0; h < H; h++) {
-        const base = r * C + h * D;
-        let ss = 0;
-        for (let i = 0; i < D; i++) ss += o[base + i]! * o[base + i]!;
-        const rs = 1 / Math.sqrt(ss / D + eps);
-        rstd[r * H + h] = rs;
-        for (let i = 0; i < D; i++) n[base + i] = o[base + i]! * rs * g[h * D + i]!;
-      }
-    }
-  }
-
   backward(kn: Kernels, B: number, alpha: number): void {
     const { T, C, H, D, L, nc } = this.d;
     const N = B * T;
@@ -453,13 +460,7 @@ class RwkvLayer implements MixerLayer {
     const dlogw = this.dlogw.fill(0);
     // z = nrm * silu(g) again (nrm from o and rstd); the out-projection's backward writes dz over it
     const gt = this.gate;
-    for (let r = 0; r < N; r++) {
-      for (let h = 0; h < H; h++) {
-        const base = r * C + h * D;
-        const rs = rstd[r * H + h]!;
-        for (let i = 0; i < D; i++) s.nrm[base + i] = o[base + i]! * rs * gNorm[h * D + i]! * silu(gt[base + i]!);
-      }
-    }
+    gatedHeadNorm(s.nrm, rstd, false, o, gNorm, gt, 0, N, H, D, this.d.eps);
     linearBackward(kn, s.nrm, this.g.wo!, this.dy, s.nrm, this.w.wo!, N, C, C, alpha);
     // through the gate: dnrm = dz * silu(g) (over dz), dg = dz * nrm * silu'(g) (the fourth
     // projection's gradient, in its plane of s.proj)
@@ -667,6 +668,8 @@ class RwkvDecoder implements MixerDecoder {
   private readonly proj: FloatArray;
   private readonly o: FloatArray;
   private readonly w: Float64Array;
+  /** 1 / rms of each (row, head) of the current step (JS memory: only this step reads it). */
+  private readonly rstd: Float64Array;
 
   constructor(b: MixerDecodeBuild) {
     const { cfg, arena, rows } = b;
@@ -684,6 +687,7 @@ class RwkvDecoder implements MixerDecoder {
     this.proj = arena.floats(4 * rows * C);
     this.o = arena.floats(rows * C);
     this.w = new Float64Array(C);
+    this.rstd = new Float64Array(rows * this.H);
   }
 
   reset(r?: number): void {
@@ -705,7 +709,6 @@ class RwkvDecoder implements MixerDecoder {
     const lw = this.weights[l]!;
     const mix = lw.time_mix!;
     const u = lw.time_bonus!;
-    const g = lw.head_norm!;
     const decay = lw.time_decay!;
     const xp = this.xprev[l]!;
     const S = this.S[l]!;
@@ -745,15 +748,9 @@ class RwkvDecoder implements MixerDecoder {
         }
       }
       for (let c = 0; c < C; c++) xp[r * C + c] = x[r * C + c]!;
-      // per-head RMS norm and the gate, in place
-      for (let h = 0; h < H; h++) {
-        const base = r * C + h * D;
-        let ss = 0;
-        for (let i = 0; i < D; i++) ss += o[base + i]! * o[base + i]!;
-        const rs = 1 / Math.sqrt(ss / D + this.eps);
-        for (let i = 0; i < D; i++) o[base + i] = o[base + i]! * rs * g[h * D + i]! * silu(proj[3 * RC + base + i]!);
-      }
     }
+    // per-head RMS norm and the gate, in place (rows not active hold o = 0 and give 0)
+    gatedHeadNorm(o, this.rstd, true, o, lw.head_norm!, proj, 3 * RC, R, H, D, this.eps);
     linearForward(kn, y, o, lw.wo!, R, C, C);
   }
 }
