@@ -1,5 +1,6 @@
 import type { ModelConfig } from './config.js';
 import { countParams } from './layout.js';
+import { attentionMixer } from './mixers/attention-mixer.js';
 import { mixerFor } from './mixers/index.js';
 
 /**
@@ -30,7 +31,7 @@ export function mixerFlopsPerToken(cfg: ModelConfig): number {
   return mixerFor(cfg).flopsPerToken(cfg);
 }
 
-/** The causal-half attention term 6 * n_layer * seq_len * d_model (see flopsPerToken). */
+/** The causal-half attention term 6 * n_layer * seq_len * d_model (see flopsPerToken), whatever cfg's mixer. */
 export function attentionFlopsPerToken(cfg: ModelConfig): number {
-  return 6 * cfg.n_layer * cfg.seq_len * cfg.d_model;
+  return attentionMixer.flopsPerToken(cfg);
 }
