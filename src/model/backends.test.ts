@@ -3,49 +3,23 @@
  * oracle), and float32 wasm / native against float32 js (skipped when a backend is unavailable).
  */
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { HeapArena, type Arena } from '../kernels/arena.js';
 import { createBackend, type Backend } from '../kernels/index.js';
 import { createJsKernels } from '../kernels/js/index.js';
 import type { Kernels } from '../kernels/types.js';
 import type { ModelConfig } from './config.js';
 import { GPT } from './gpt.js';
-import { randomIds, tinyConfig } from './testutil.js';
+import { assertRunsClose, runOnce, tinyConfig, type BackendRun } from './testutil.js';
 
 const CFG: ModelConfig = tinyConfig({ vocab_size: 64, d_model: 32, n_layer: 2, n_head: 2, seq_len: 16, ffn_hidden: 64, init_std: 0.1 });
 const B = 3;
 /** seq_len 128: the attention products run in 2 causal blocks (defaultCausalBlock). */
 const CFG_LONG: ModelConfig = tinyConfig({ vocab_size: 32, d_model: 16, n_layer: 1, n_head: 2, seq_len: 128, ffn_hidden: 32, init_std: 0.3 });
 
-interface Run { loss: number; grads: Float64Array; tensors: GPT['tensors'] }
-
-function run(cfg: ModelConfig, k: Kernels, arena: Arena, tied = false): Run {
-  const c = { ...cfg, tie_embeddings: tied };
-  const m = new GPT(c, k, arena, B);
+function run(cfg: ModelConfig, k: Kernels, arena: Arena, tied = false): BackendRun {
+  const m = new GPT({ ...cfg, tie_embeddings: tied }, k, arena, B);
   m.init(42);
-  const x = arena.ints(B * c.seq_len);
-  const y = arena.ints(B * c.seq_len);
-  x.set(randomIds(B * c.seq_len, c.vocab_size, 1));
-  y.set(randomIds(B * c.seq_len, c.vocab_size, 2));
-  m.zeroGrad();
-  const loss = m.forward(x, y, B);
-  m.backward(0.5);
-  return { loss, grads: Float64Array.from(m.grads), tensors: m.tensors };
-}
-
-/** Per tensor: max |a - b| <= tol * max |b| (the reference's scale). */
-function assertRunsClose(a: Run, ref: Run, lossTol: number, gradTol: number, label: string): void {
-  assert.ok(Math.abs(a.loss - ref.loss) <= lossTol * ref.loss, `${label}: loss ${a.loss} vs ${ref.loss}`);
-  for (const t of ref.tensors) {
-    let maxRef = 0;
-    let maxDiff = 0;
-    for (let i = t.offset; i < t.offset + t.size; i++) {
-      maxRef = Math.max(maxRef, Math.abs(ref.grads[i]!));
-      maxDiff = Math.max(maxDiff, Math.abs(a.grads[i]! - ref.grads[i]!));
-    }
-    assert.ok(maxRef > 0, `${label} ${t.name}: zero gradient`);
-    assert.ok(maxDiff <= gradTol * maxRef, `${label} ${t.name}: max diff ${maxDiff.toExponential(3)} > ${gradTol} * ${maxRef.toExponential(3)}`);
-  }
+  return runOnce(m, arena, B);
 }
 
 test('float32 model on js matches the float64 model (loss 1e-5 rel, grads 5e-5 of each tensor\'s scale (measured <= 1e-6))', () => {

@@ -2,9 +2,12 @@
  * Test helpers for the model folder (not used by the library): tiny configs, random parameters
  * that exercise every term, and a finite-difference check of every parameter tensor.
  */
+import assert from 'node:assert/strict';
+import type { Arena } from '../kernels/arena.js';
 import type { FloatArray } from '../kernels/types.js';
 import type { ModelConfig } from './config.js';
 import type { GPT } from './gpt.js';
+import type { ParamTensor } from './layout.js';
 import { mulberry32, normalSampler } from './rng.js';
 
 const base = { rope_theta: 10000, norm_eps: 1e-5, init_std: 0.02 };
@@ -90,4 +93,38 @@ export function logProb(logits: ArrayLike<number>, row: number, V: number, targe
   let s = 0;
   for (let v = 0; v < V; v++) s += Math.exp(logits[row * V + v]! - max);
   return logits[row * V + target]! - max - Math.log(s);
+}
+
+/** A model's loss and gradients after one step, for comparing backends. */
+export interface BackendRun { loss: number; grads: Float64Array; tensors: ParamTensor[] }
+
+/**
+ * One forward (B rows of random ids, seeds 1 and 2, copied into `arena` so every backend can
+ * read them) and backward(0.5) of `m` from zero gradients.
+ */
+export function runOnce(m: GPT, arena: Arena, B: number): BackendRun {
+  const n = B * m.config.seq_len;
+  const x = arena.ints(n);
+  const y = arena.ints(n);
+  x.set(randomIds(n, m.config.vocab_size, 1));
+  y.set(randomIds(n, m.config.vocab_size, 2));
+  m.zeroGrad();
+  const loss = m.forward(x, y, B);
+  m.backward(0.5);
+  return { loss, grads: Float64Array.from(m.grads), tensors: m.tensors };
+}
+
+/** Loss within lossTol (relative), and per tensor max |a - ref| <= gradTol * max |ref| (the reference's scale). */
+export function assertRunsClose(a: BackendRun, ref: BackendRun, lossTol: number, gradTol: number, label: string): void {
+  assert.ok(Math.abs(a.loss - ref.loss) <= lossTol * ref.loss, `${label}: loss ${a.loss} vs ${ref.loss}`);
+  for (const t of ref.tensors) {
+    let maxRef = 0;
+    let maxDiff = 0;
+    for (let i = t.offset; i < t.offset + t.size; i++) {
+      maxRef = Math.max(maxRef, Math.abs(ref.grads[i]!));
+      maxDiff = Math.max(maxDiff, Math.abs(a.grads[i]! - ref.grads[i]!));
+    }
+    assert.ok(maxRef > 0, `${label} ${t.name}: zero gradient`);
+    assert.ok(maxDiff <= gradTol * maxRef, `${label} ${t.name}: max diff ${maxDiff.toExponential(3)} > ${gradTol} * ${maxRef.toExponential(3)}`);
+  }
 }

@@ -16,7 +16,7 @@ import { flopsPerToken } from '../flops.js';
 import { BatchDecoder, Generator } from '../generate.js';
 import { GPT } from '../gpt.js';
 import { countParams } from '../layout.js';
-import { finiteDifferenceReport, randomIds, randomizeParams, tinyConfig } from '../testutil.js';
+import { assertRunsClose, finiteDifferenceReport, randomIds, randomizeParams, runOnce, tinyConfig, type BackendRun } from '../testutil.js';
 import { rwkvBackward, rwkvForward, type RwkvActivations, type RwkvWeights } from './rwkv.js';
 import { rwkvMixer } from './rwkv-mixer.js';
 
@@ -229,18 +229,11 @@ for (const name of ['wasm', 'native'] as const) {
   test(`rwkv on ${name} (1 and 2 threads) matches js float32: loss, every gradient, and decoding`, async (t) => {
     const cfg = rwkvConfig({ vocab_size: 64, d_model: 32, n_layer: 2, n_head: 2, seq_len: 21, rwkv_chunk: 8, ffn_hidden: 64, init_std: 0.1 });
     const B = 3;
-    const runOn = (k: Kernels, arena: Arena): { loss: number; grads: Float64Array; tensors: GPT['tensors'] } => {
+    const runOn = (k: Kernels, arena: Arena): BackendRun => {
       const m = new GPT(cfg, k, arena, B);
       m.init(42);
       spreadDecays(m, 43);
-      const x = arena.ints(B * cfg.seq_len);
-      const y = arena.ints(B * cfg.seq_len);
-      x.set(randomIds(B * cfg.seq_len, cfg.vocab_size, 1));
-      y.set(randomIds(B * cfg.seq_len, cfg.vocab_size, 2));
-      m.zeroGrad();
-      const loss = m.forward(x, y, B);
-      m.backward(0.5);
-      return { loss, grads: Float64Array.from(m.grads), tensors: m.tensors };
+      return runOnce(m, arena, B);
     };
     const ref = runOn(createJsKernels(), new HeapArena('f32'));
     for (const threads of [1, 2]) {
@@ -252,18 +245,7 @@ for (const name of ['wasm', 'native'] as const) {
         return;
       }
       try {
-        const got = runOn(be.kernels, be.arena);
-        assert.ok(Math.abs(got.loss - ref.loss) <= 1e-5 * ref.loss, `${name}/${threads}: loss ${got.loss} vs ${ref.loss}`);
-        for (const tn of ref.tensors) {
-          let maxRef = 0;
-          let maxDiff = 0;
-          for (let i = tn.offset; i < tn.offset + tn.size; i++) {
-            maxRef = Math.max(maxRef, Math.abs(ref.grads[i]!));
-            maxDiff = Math.max(maxDiff, Math.abs(got.grads[i]! - ref.grads[i]!));
-          }
-          assert.ok(maxRef > 0, `${tn.name}: zero gradient`);
-          assert.ok(maxDiff <= 5e-5 * maxRef, `${name}/${threads} ${tn.name}: max diff ${maxDiff.toExponential(3)} vs scale ${maxRef.toExponential(3)}`);
-        }
+        assertRunsClose(runOn(be.kernels, be.arena), ref, 1e-5, 5e-5, `${name}/${threads}`);
         decodeVsForward(be.kernels, be.arena, { ...cfg, seq_len: 12 }, 2, 50 + threads, 1e-4);
       } finally {
         await be.dispose();
